@@ -1,0 +1,7 @@
+"""``python -m logctl``."""
+
+from __future__ import annotations
+
+from logctl.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""Durable offsets: per file identity, how far every record was confirmed by the broker.
+
+The store is one JSON file in the state dir, replaced atomically (write, fsync, rename,
+fsync the directory), so a crash leaves either the old or the new version, never a torn
+one. Offsets only ever cover confirmed records, so a checkpoint is safe to write at any
+moment, including on a second Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+from logctl.errors import ConfigError, Locked, PermissionDenied
+
+CHECKPOINT_FILE = "checkpoints.json"
+LOCK_FILE = "ship.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where one file stands: ``offset`` bytes of it are confirmed."""
+
+    key: str  # "dev:inode"
+    path: str
+    prefix: str  # record id prefix of this file generation
+    fingerprint: str  # hash of the first line, identifies the content at this inode
+    fingerprint_len: int
+    offset: int
+    updated: float
+
+
+class CheckpointStore:
+    """Load and atomically save the checkpoints of a state dir."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / CHECKPOINT_FILE
+        self.entries: dict[str, Checkpoint] = {}
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except PermissionError as exc:
+            raise PermissionDenied(f"cannot use state dir {state_dir}: permission denied") from exc
+        try:
+            data = orjson.loads(raw)
+            self.entries = {e["key"]: Checkpoint(**e) for e in data["files"]}
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"checkpoint file {self.path} is damaged ({exc}); move it away to start over") from exc
+
+    def get(self, key: str) -> Checkpoint | None:
+        return self.entries.get(key)
+
+    def put(self, checkpoint: Checkpoint) -> None:
+        self.entries[checkpoint.key] = checkpoint
+
+    def drop(self, key: str) -> None:
+        self.entries.pop(key, None)
+
+    def save(self) -> None:
+        """Replace the checkpoint file atomically with the current entries."""
+        data = orjson.dumps(
+            {"version": 1, "files": [asdict(e) for e in self.entries.values()]}, option=orjson.OPT_INDENT_2
+        )
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[None]:
+    """Hold the state dir's ship lock for the block; Locked names the holder if taken."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError as exc:
+        raise PermissionDenied(f"cannot use state dir {state_dir}: permission denied") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise Locked(
+                f"another logctl ship (pid {holder}) is using state dir {state_dir}; "
+                "stop it or give this one its own --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

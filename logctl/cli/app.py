@@ -1,0 +1,147 @@
+"""The CLI edge: the Typer app, shared options, settings, and turning errors into exit codes.
+
+This is the one place that catches LogctlError: one line on stderr, the error's exit
+code, and the traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from logctl import __version__
+from logctl.config import Settings, default_config_path, resolve
+from logctl.errors import ExitCode, LogctlError
+from logctl.render import OutputMode, stderr_console
+
+app = typer.Typer(
+    name="logctl",
+    help="Ship logs through RabbitMQ and operate the queues they travel on.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # locals in tracebacks would show credentials
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="markdown",
+)
+
+_state: dict[str, Any] = {"debug": False}
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def notify(message: str) -> None:
+    """Print a notice for the operator on stderr."""
+    stderr_console().print(f"logctl: {message}", markup=False)
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    stderr_console().print(f"logctl: error: {message}", markup=False)
+    return typer.Exit(int(code))
+
+
+def edge(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a command: LogctlError -> one line and its exit code; others -> exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except LogctlError as exc:
+            if _state["debug"]:
+                raise
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            raise typer.Exit(0) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            raise fail(
+                f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", ExitCode.BUG
+            ) from None
+
+    return wrapper
+
+
+def _quiet_broken_pipe() -> None:
+    """``logctl ... | head``: stdout is gone; stop Python complaining about it at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+class StopFlag:
+    """SIGINT/SIGTERM once: finish cleanly. Twice: exit at once (130)."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def __call__(self) -> bool:
+        return self.stopped
+
+    def install(self) -> StopFlag:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.stopped:
+            os._exit(int(ExitCode.INTERRUPTED))
+        self.stopped = True
+
+
+# --- options shared by commands -------------------------------------------------------------
+
+UrlOpt = Annotated[
+    str | None, typer.Option("--url", help="Broker URL (env LOGCTL_URL). Default amqp://guest:guest@localhost:5672//")
+]
+ExchangeOpt = Annotated[
+    str | None, typer.Option("--exchange", help="Main exchange (env LOGCTL_EXCHANGE). Default logs")
+]
+StateDirOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help="Checkpoints and the default SQLite sink (env LOGCTL_STATE_DIR)")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (env LOGCTL_CONFIG)")]
+OutputOpt = Annotated[
+    OutputMode, typer.Option("--output", "-o", help="auto: coloured on a terminal, JSON Lines when piped")
+]
+
+
+def settings_from(config: Path | None = None, **flags: object) -> Settings:
+    """Resolve Settings from the command's flags, the environment and the config file."""
+    env = dict(os.environ)
+    file = config or default_config_path(env)
+    return resolve(flags, env, file)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"logctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Ship logs through RabbitMQ and operate the queues they travel on.
+
+    Exit codes: 0 ok, 1 bug, 2 usage, 3 config, 4 broker unreachable, 5 not found,
+    6 bad input, 7 partial failure, 8 login refused, 9 permission denied, 10 locked,
+    130 interrupted.
+    """
+    _state["debug"] = debug

@@ -1,0 +1,88 @@
+"""``logctl consume``: durable workers that drain a queue into a sink."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from logctl.cli.app import ConfigOpt, ExchangeOpt, StateDirOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
+from logctl.consumer import ConsumeOptions, ConsumeStats, consume
+from logctl.render import summary_line
+from logctl.sinks import default_sink_uri, open_sink
+from logctl.transport import Broker, topology_of
+from logctl.units import parse_duration
+
+
+@app.command(
+    "consume",
+    epilog="Examples:\n\n"
+    "  logctl consume --exit-when-idle 5s\n\n"
+    "  logctl consume --queue logs.errors --bind '*.error' --bind '*.fatal' --sink sqlite:///var/lib/logs/errors.db\n\n"
+    "  logctl consume --sink stdout | jq -r .message",
+)
+@edge
+def consume_cmd(
+    queue: Annotated[str, typer.Option(help="Durable queue to drain (declared if missing)")] = "logs.default",
+    bind: Annotated[list[str] | None, typer.Option(help="Routing pattern to bind (repeatable) [default: #]")] = None,
+    sink: Annotated[
+        str | None, typer.Option(help="sqlite:///PATH, file:///PATH or stdout [default: SQLite in state dir]")
+    ] = None,
+    prefetch: Annotated[
+        int | None, typer.Option(help="Unacked messages held at once (env LOGCTL_PREFETCH) [default: 100]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per sink commit [default: 1000]")] = None,
+    linger_ms: Annotated[int | None, typer.Option(help="Commit a partial batch after this long [default: 200]")] = None,
+    exit_when_idle: Annotated[
+        str | None, typer.Option(help="Stop once the queue stayed empty this long (e.g. 5s)")
+    ] = None,
+    queue_type: Annotated[str, typer.Option(help="quorum or classic, when declaring the queue")] = "quorum",
+    url: UrlOpt = None,
+    exchange: ExchangeOpt = None,
+    state_dir: StateDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Drain a queue into a sink: acked only after the sink committed, duplicates dropped by record id.
+
+    Messages that cannot be decoded are dead-lettered. SIGINT/SIGTERM finish the batch
+    in hand, ack it and exit 0.
+    """
+    settings = settings_from(
+        config,
+        url=url,
+        exchange=exchange,
+        state_dir=state_dir,
+        prefetch=prefetch,
+        batch_size=batch_size,
+        linger_ms=linger_ms,
+    )
+    options = ConsumeOptions(
+        queue=queue,
+        patterns=tuple(bind or ("#",)),
+        batch_size=settings.batch_size,
+        linger_s=settings.linger_ms / 1000,
+        prefetch=settings.prefetch,
+        exit_when_idle=parse_duration(exit_when_idle, "--exit-when-idle") if exit_when_idle else None,
+        queue_type=queue_type,
+    )
+    target = open_sink(sink or default_sink_uri(settings.state_dir))
+    try:
+        with Broker(settings, notify) as broker:
+            stats = consume(broker, topology_of(settings), target, options, StopFlag().install())
+    finally:
+        target.close()
+    notify(_summary(stats))
+
+
+def _summary(stats: ConsumeStats) -> str:
+    return "consumed " + summary_line(
+        (
+            ("messages", stats.messages),
+            ("records", stats.records),
+            ("stored", stats.stored),
+            ("duplicates", stats.duplicates),
+            ("dead_lettered", stats.dead_lettered),
+            ("seconds", f"{stats.seconds:.2f}"),
+            ("records_per_s", f"{stats.records / stats.seconds:.0f}"),
+        )
+    )

@@ -1,0 +1,115 @@
+"""``logctl ship``: follow files or stdin and publish their records, confirmed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from logctl.checkpoint import CheckpointStore
+from logctl.cli.app import (
+    ConfigOpt,
+    ExchangeOpt,
+    OutputOpt,
+    StateDirOpt,
+    StopFlag,
+    UrlOpt,
+    app,
+    edge,
+    notify,
+    settings_from,
+)
+from logctl.errors import ConfigError
+from logctl.render import OutputMode, RecordRenderer, print_table, summary_line
+from logctl.shipper import ShipOptions, ShipStats, ship, ship_status
+from logctl.units import parse_duration, parse_size
+
+
+@app.command(
+    "ship",
+    epilog="Examples:\n\n"
+    "  logctl ship /var/log/app/*.log\n\n"
+    "  kubectl logs -f deploy/api | logctl ship - --service api\n\n"
+    "  logctl ship --no-follow --dry-run app.log | jq .level",
+)
+@edge
+def ship_cmd(
+    paths: Annotated[list[str] | None, typer.Argument(help="Files or globs to follow; - for stdin")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Follow like tail -F, or read to the end and exit")
+    ] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Publish nothing; print the parsed records")] = False,
+    status: Annotated[bool, typer.Option("--status", help="List known files, their confirmed offsets and lag")] = False,
+    service: Annotated[str | None, typer.Option(help="Service for records that name none [default: file stem]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Records per message (env LOGCTL_BATCH_SIZE) [default: 1000]")
+    ] = None,
+    linger_ms: Annotated[int | None, typer.Option(help="Send a partial batch after this long [default: 200]")] = None,
+    max_in_flight: Annotated[int | None, typer.Option(help="Unconfirmed messages at once [default: 16]")] = None,
+    serializer: Annotated[str | None, typer.Option(help="msgpack or json [default: msgpack]")] = None,
+    from_end: Annotated[
+        bool, typer.Option("--from-end", help="Start files seen for the first time at their end")
+    ] = False,
+    ignore_older: Annotated[str | None, typer.Option(help="Skip files not modified within this (e.g. 24h)")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Glob of files to leave alone (repeatable)")] = None,
+    max_line_bytes: Annotated[str, typer.Option(help="Truncate longer lines (flagged in attrs)")] = "1MiB",
+    rotate_wait: Annotated[str, typer.Option(help="Keep reading a rotated file this long")] = "5s",
+    shutdown_timeout: Annotated[str, typer.Option(help="Wait this long for confirms when stopping")] = "30s",
+    output: OutputOpt = OutputMode.AUTO,
+    url: UrlOpt = None,
+    exchange: ExchangeOpt = None,
+    state_dir: StateDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Follow files (or stdin) and publish their records, each batch confirmed by the broker.
+
+    Lines become records (timestamp, level, service, message, trace_id, attrs) whatever
+    the format: JSON loggers, logfmt, syslog, web server and database logs, and plain
+    text. A file's checkpoint only ever covers confirmed records.
+    """
+    settings = settings_from(
+        config,
+        url=url,
+        exchange=exchange,
+        state_dir=state_dir,
+        batch_size=batch_size,
+        linger_ms=linger_ms,
+        max_in_flight=max_in_flight,
+        serializer=serializer,
+    )
+    if status:
+        rows = [(r.path, r.offset, r.size, r.behind) for r in ship_status(CheckpointStore(settings.state_dir))]
+        print_table("files", ("path", "offset", "size", "behind"), rows, output)
+        return
+    if not paths:
+        raise ConfigError("give files, globs or - for stdin (see logctl ship --help)")
+    options = ShipOptions(
+        paths=tuple(paths),
+        follow=follow,
+        service=service,
+        batch_size=settings.batch_size,
+        linger_s=settings.linger_ms / 1000,
+        serializer=settings.serializer,
+        from_end=from_end,
+        ignore_older_s=parse_duration(ignore_older, "--ignore-older") if ignore_older else None,
+        exclude=tuple(exclude or ()),
+        max_line_bytes=parse_size(max_line_bytes, "--max-line-bytes"),
+        rotate_wait_s=parse_duration(rotate_wait, "--rotate-wait"),
+        shutdown_timeout_s=parse_duration(shutdown_timeout, "--shutdown-timeout"),
+    )
+    renderer = RecordRenderer(output) if dry_run else None
+    stats = ship(settings, options, StopFlag().install(), notify, renderer.render if renderer else None)
+    notify(_summary(stats))
+
+
+def _summary(stats: ShipStats) -> str:
+    return "shipped " + summary_line(
+        (
+            ("lines", stats.lines),
+            ("records", stats.records),
+            ("batches", stats.batches),
+            ("bytes", stats.bytes),
+            ("seconds", f"{stats.seconds:.2f}"),
+            ("lines_per_s", f"{stats.lines_per_second:.0f}"),
+        )
+    )

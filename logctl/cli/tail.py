@@ -1,0 +1,63 @@
+"""``logctl tail``: a live view of records as they are published."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
+from logctl.errors import ConfigError
+from logctl.records import Level
+from logctl.render import OutputMode, RecordRenderer
+from logctl.tail import Tail, TailOptions, tail_patterns
+
+
+@app.command(
+    "tail",
+    epilog="Examples:\n\n"
+    "  logctl tail --level ERROR\n\n"
+    "  logctl tail --service api --count 20\n\n"
+    "  logctl tail --pattern 'billing.*' --output json | jq .message",
+)
+@edge
+def tail_cmd(
+    level: Annotated[str | None, typer.Option(help="Minimum level: TRACE DEBUG INFO WARN ERROR FATAL")] = None,
+    service: Annotated[list[str] | None, typer.Option(help="Only this service (repeatable)")] = None,
+    pattern: Annotated[list[str] | None, typer.Option(help="Raw topic pattern such as 'api.*' (repeatable)")] = None,
+    count: Annotated[int | None, typer.Option(help="Exit after this many records")] = None,
+    output: OutputOpt = OutputMode.AUTO,
+    url: UrlOpt = None,
+    exchange: ExchangeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Show records as they are published, through a temporary queue that is gone when you stop.
+
+    A slow terminal never backs up the broker: what cannot be shown in time is dropped
+    and counted.
+    """
+    minimum = _level(level)
+    settings = settings_from(config, url=url, exchange=exchange)
+    patterns = tail_patterns(minimum, service or (), pattern or ())
+    renderer = RecordRenderer(output)
+    stop = StopFlag().install()
+    shown = 0
+    with Tail(settings, TailOptions(tuple(patterns))) as tail:
+        for batch in tail.batches():
+            if count is not None:
+                batch = batch[: count - shown]
+            renderer.render(batch)
+            shown += len(batch)
+            if stop() or (count is not None and shown >= count):
+                break
+    if tail.dropped:
+        notify(f"dropped {tail.dropped} record(s) the terminal could not keep up with")
+
+
+def _level(text: str | None) -> Level | None:
+    if text is None:
+        return None
+    try:
+        return Level(text.upper().replace("WARNING", "WARN"))
+    except ValueError:
+        raise ConfigError(f"--level {text!r}: use one of TRACE DEBUG INFO WARN ERROR FATAL") from None

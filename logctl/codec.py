@@ -1,0 +1,112 @@
+"""The wire format: batches of records in a small versioned envelope.
+
+Envelope (msgpack, or JSON with ``--serializer json``)::
+
+    {"v": 1, "records": [[id, ts, level, service, message, trace_id, attrs], ...]}
+
+``ts`` is an integer: microseconds since the Unix epoch, UTC. ``level`` is one of
+TRACE DEBUG INFO WARN ERROR FATAL. ``trace_id`` is a string or nil; ``attrs`` a map.
+Bodies published by other tools (plain text, or one JSON object) decode to one record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgpack
+import orjson
+
+from logctl.errors import BadInput
+from logctl.parsing import LineParser
+from logctl.records import Level, LogRecord
+
+VERSION = 1
+MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
+JSON_TYPE = "application/vnd.logctl.batch+json"
+CONTENT_TYPES = {"msgpack": MSGPACK_TYPE, "json": JSON_TYPE}
+FOREIGN_SERVICE = "external"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LEVELS = {lvl.value: lvl for lvl in Level}
+
+
+def _row(record: LogRecord) -> list[Any]:
+    ts = record.timestamp
+    micros = (ts - _EPOCH) // timedelta(microseconds=1)
+    return [record.id, micros, record.level.value, record.service, record.message, record.trace_id, record.attrs]
+
+
+def _default(value: object) -> object:
+    """Make what msgpack/orjson cannot encode natively encodable (mappings, tuples, others as text)."""
+    if isinstance(value, dict):
+        return value
+    if hasattr(value, "items"):
+        return dict(value.items())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[bytes, str]:
+    """Return (body, content_type) of one batch of records."""
+    envelope = {"v": VERSION, "records": [_row(r) for r in records]}
+    if serializer == "json":
+        return orjson.dumps(envelope, default=_default), JSON_TYPE
+    return msgpack.packb(envelope, default=_default, use_bin_type=True), MSGPACK_TYPE
+
+
+def _record(row: object) -> LogRecord:
+    if not isinstance(row, list | tuple) or len(row) != 7:
+        raise BadInput("record is not a 7-element array")
+    rid, micros, level, service, message, trace_id, attrs = row
+    if not isinstance(rid, str) or not isinstance(micros, int) or level not in _LEVELS:
+        raise BadInput("record has a bad id, timestamp or level")
+    if not isinstance(service, str) or not isinstance(message, str) or not isinstance(attrs, dict):
+        raise BadInput("record has a bad service, message or attrs")
+    if trace_id is not None and not isinstance(trace_id, str):
+        raise BadInput("record has a bad trace_id")
+    try:
+        ts = _EPOCH + timedelta(microseconds=micros)
+    except OverflowError as exc:
+        raise BadInput("record timestamp out of range") from exc
+    return LogRecord(rid, ts, _LEVELS[level], service, message, trace_id, attrs)
+
+
+def _envelope_records(envelope: object) -> list[LogRecord]:
+    if not isinstance(envelope, dict) or envelope.get("v") != VERSION or not isinstance(envelope.get("records"), list):
+        raise BadInput(f"not a logctl v{VERSION} envelope")
+    return [_record(row) for row in envelope["records"]]
+
+
+def decode_foreign(body: bytes, message_id: str | None = None) -> LogRecord:
+    """Return the one record of a body another tool published (plain text or JSON).
+
+    Its id comes from the AMQP message id when there is one, else from the body, so a
+    redelivery of the same message is still recognised as a duplicate.
+    """
+    identity = message_id.encode() if message_id else body
+    prefix = hashlib.blake2b(b"amqp:" + identity, digest_size=8).hexdigest()
+    text = body.decode("utf-8", "replace").rstrip("\r\n")
+    parser = LineParser(prefix, FOREIGN_SERVICE)
+    first, _, rest = text.partition("\n")
+    parser.feed(first, 0, len(body))
+    for line in rest.split("\n") if rest else ():
+        parser.feed(line, 0, len(body))
+    record = parser.flush()
+    assert record is not None  # a fed parser always holds a record
+    return record
+
+
+def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:
+    """Return the records of one AMQP message body; BadInput if it claims to be ours and is not."""
+    try:
+        if content_type == MSGPACK_TYPE:
+            return _envelope_records(msgpack.unpackb(body, raw=False, strict_map_key=False))
+        if content_type == JSON_TYPE:
+            return _envelope_records(orjson.loads(body))
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
+        raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
+    return [decode_foreign(body, message_id)]

@@ -1,0 +1,165 @@
+"""Settings and the one function that resolves them.
+
+Precedence: flags > ``LOGCTL_*`` environment > config file (TOML) > defaults.
+Every value remembers where it came from, so ``logctl config show`` can say so.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from logctl.errors import ConfigError
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672//"
+
+
+def _default_state_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local/state")
+    return Path(base) / "logctl"
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """Return the config file path: ``$LOGCTL_CONFIG``, else the user config dir."""
+    if env.get("LOGCTL_CONFIG"):
+        return Path(env["LOGCTL_CONFIG"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "logctl" / "config.toml"
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``****``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:****@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _positive_int(raw: object) -> int:
+    value = int(str(raw))
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _serializer(raw: object) -> str:
+    value = str(raw).lower()
+    if value not in ("msgpack", "json"):
+        raise ValueError("must be msgpack or json")
+    return value
+
+
+def _url(raw: object) -> str:
+    value = str(raw)
+    scheme = urlsplit(value).scheme
+    if scheme not in ("amqp", "amqps"):
+        raise ValueError(f"must be an amqp:// or amqps:// URL, not {mask_url(value)!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Connection and runtime settings of one logctl invocation."""
+
+    url: str = DEFAULT_URL
+    exchange: str = "logs"
+    state_dir: Path = Path("~/.local/state/logctl")
+    serializer: str = "msgpack"
+    batch_size: int = 1000
+    linger_ms: int = 200
+    max_in_flight: int = 16
+    prefetch: int = 100
+    connect_retries: int = 3
+    connect_timeout: float = 5.0
+    heartbeat: int = 30
+    delivery_limit: int = 5
+    default_queue: str = "logs.default"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:
+        return f"Settings(url={mask_url(self.url)!r}, exchange={self.exchange!r}, state_dir={self.state_dir!r})"
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """Return (key, value, source) rows with the password masked."""
+        rows = []
+        for f in fields(self):
+            if f.name == "sources":
+                continue
+            value = getattr(self, f.name)
+            shown = mask_url(value) if f.name == "url" else str(value)
+            rows.append((f.name, shown, self.sources.get(f.name, "default")))
+        return rows
+
+
+# How to parse each setting from text (env, file); flags arrive already typed.
+_PARSERS: dict[str, Callable[[object], Any]] = {
+    "url": _url,
+    "exchange": str,
+    "state_dir": lambda raw: Path(str(raw)).expanduser(),
+    "serializer": _serializer,
+    "batch_size": _positive_int,
+    "linger_ms": lambda raw: max(0, int(str(raw))),
+    "max_in_flight": _positive_int,
+    "prefetch": _positive_int,
+    "connect_retries": lambda raw: max(0, int(str(raw))),
+    "connect_timeout": lambda raw: float(str(raw)),
+    "heartbeat": lambda raw: max(0, int(str(raw))),
+    "delivery_limit": _positive_int,
+    "default_queue": str,
+}
+
+
+def env_name(key: str) -> str:
+    """Return the environment variable that sets ``key`` (``LOGCTL_URL`` for ``url``)."""
+    return "LOGCTL_" + key.upper()
+
+
+def load_file(path: Path) -> dict[str, object]:
+    """Read a TOML config file; a missing file is empty, a broken one a ConfigError."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    unknown = sorted(set(data) - set(_PARSERS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}")
+    return data
+
+
+def resolve(flags: Mapping[str, object | None], env: Mapping[str, str], file: Path | None) -> Settings:
+    """Build Settings from flags (None = not given), environment and config file."""
+    file_values = load_file(file) if file is not None else {}
+    values: dict[str, object] = {"state_dir": _default_state_dir(env)}
+    sources: dict[str, str] = {}
+    for key, parse in _PARSERS.items():
+        candidates = (
+            (flags.get(key), "flag --" + key.replace("_", "-")),
+            (env.get(env_name(key)), env_name(key)),
+            (file_values.get(key), f"config file {file}"),
+        )
+        for raw, source in candidates:
+            if raw is None or raw == "":
+                continue
+            try:
+                values[key] = parse(raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{key} from {source}: {exc}") from exc
+            sources[key] = source
+            break
+    return Settings(**cast(dict[str, Any], values), sources=sources)

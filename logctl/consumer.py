@@ -1,0 +1,136 @@
+"""Draining a queue into a sink: at-least-once on the wire, exactly-once in the sink.
+
+A batch is acknowledged only after the sink committed it; the sink keys on record ids,
+so a redelivery after a crash adds no row. A message that cannot be decoded is rejected
+without requeue, which dead-letters it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from logctl.codec import decode
+from logctl.errors import BadInput, BrokerUnreachable
+from logctl.records import LogRecord
+from logctl.sinks import Sink
+from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_consumer_queue, declare_topology
+
+RECONNECT_BACKOFF_MAX = 30.0
+
+
+@dataclass(slots=True)
+class ConsumeStats:
+    """What a consume run did."""
+
+    messages: int = 0
+    records: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeOptions:
+    """How to consume: which queue, bound how, in which batches, until when."""
+
+    queue: str
+    patterns: tuple[str, ...] = ("#",)
+    batch_size: int = 1000
+    linger_s: float = 0.2
+    prefetch: int = 100
+    exit_when_idle: float | None = None
+    queue_type: str = "quorum"
+
+
+def _decode_batch(deliveries: list[Delivery], reader: QueueReader, stats: ConsumeStats) -> tuple[list[LogRecord], int]:
+    """Decode deliveries; reject the undecodable ones. Returns (records, last good delivery tag)."""
+    records: list[LogRecord] = []
+    last_good = 0
+    for d in deliveries:
+        try:
+            records.extend(decode(d.body, d.content_type, d.message_id))
+        except BadInput:
+            reader.reject(d.delivery_tag)
+            stats.dead_lettered += 1
+            continue
+        last_good = d.delivery_tag
+    return records, last_good
+
+
+def _collect(reader: QueueReader, options: ConsumeOptions, stop: Callable[[], bool]) -> list[Delivery]:
+    """Gather deliveries until about ``batch_size`` records or ``linger_s`` after the first arrived."""
+    batch = reader.fetch(options.prefetch, timeout=min(options.linger_s, 0.5) if options.linger_s else 0.5)
+    if not batch:
+        return batch
+    deadline = time.monotonic() + options.linger_s
+    records = sum(int(d.headers.get("x-logctl-count", 1)) for d in batch)
+    while records < options.batch_size and len(batch) < options.prefetch and not stop():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        more = reader.fetch(options.prefetch - len(batch), remaining)
+        if not more:
+            break
+        batch.extend(more)
+        records += sum(int(d.headers.get("x-logctl-count", 1)) for d in more)
+    return batch
+
+
+def consume(
+    broker: Broker,
+    topology: Topology,
+    sink: Sink,
+    options: ConsumeOptions,
+    stop: Callable[[], bool] = lambda: False,
+    on_batch: Callable[[ConsumeStats], None] = lambda _s: None,
+) -> ConsumeStats:
+    """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough."""
+    declare_topology(broker, topology)
+    declare_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
+    stats = ConsumeStats()
+    reader = QueueReader(broker, options.queue, options.prefetch)
+    last_activity = time.monotonic()
+    while not stop():
+        try:
+            batch = _collect(reader, options, stop)
+            if batch:
+                records, last_good = _decode_batch(batch, reader, stats)
+                stored = sink.write(records) if records else 0
+                if last_good:
+                    reader.ack(last_good, multiple=True)
+                stats.messages += len(batch)
+                stats.records += len(records)
+                stats.stored += stored
+                stats.duplicates += len(records) - stored
+                stats.batches += 1
+                last_activity = time.monotonic()
+                on_batch(stats)
+            elif options.exit_when_idle is not None and time.monotonic() - last_activity >= options.exit_when_idle:
+                break
+        except BrokerUnreachable as exc:
+            # Unacked deliveries go back to the queue; the sink drops the ones it already has.
+            broker.notify(f"{exc}; reconnecting")
+            reader = _reconnect(broker, options)
+            broker.notify("reconnected to broker; consuming again")
+    reader.close()
+    return stats
+
+
+def _reconnect(broker: Broker, options: ConsumeOptions) -> QueueReader:
+    delay = 0.5
+    while True:
+        broker.close()
+        try:
+            broker.connect(retries=0)
+            return QueueReader(broker, options.queue, options.prefetch)
+        except BrokerUnreachable:
+            time.sleep(delay)
+            delay = min(delay * 2, RECONNECT_BACKOFF_MAX)

@@ -1,0 +1,222 @@
+"""Normalising what loggers write: level names, timestamps, trace ids, field names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from logctl.records import Level
+
+_LEVEL_WORDS: dict[str, Level] = {}
+for _level, _words in {
+    Level.TRACE: "trace trc finest finer verbose",
+    Level.DEBUG: "debug dbg dbug debug1 debug2 debug3 debug4 debug5 fine config d",
+    Level.INFO: "info inf information informational notice note log default i n",
+    Level.WARN: "warn warning wrn wrng warnings w",
+    Level.ERROR: "error err eror erro errors severe e",
+    Level.FATAL: "fatal crit critical panic dpanic alert emerg emergency ftl fat f u a c",
+}.items():
+    for _word in _words.split():
+        _LEVEL_WORDS[_word] = _level
+
+# Syslog severity 0..7 (RFC 5424 section 6.2.1).
+SYSLOG_SEVERITY = (Level.FATAL, Level.FATAL, Level.FATAL, Level.ERROR, Level.WARN, Level.INFO, Level.INFO, Level.DEBUG)
+
+
+def level_from_word(word: str) -> Level | None:
+    """Return the Level a logger meant by ``word`` (any case, synonyms and abbreviations)."""
+    return _LEVEL_WORDS.get(word.strip().lower())
+
+
+def level_from_number(number: int) -> Level:
+    """Return the Level of a pino/bunyan numeric level (10 trace ... 60 fatal)."""
+    if number >= 60:
+        return Level.FATAL
+    if number >= 50:
+        return Level.ERROR
+    if number >= 40:
+        return Level.WARN
+    if number >= 30:
+        return Level.INFO
+    if number >= 20:
+        return Level.DEBUG
+    return Level.TRACE
+
+
+def level_from_value(value: object) -> Level | None:
+    """Return the Level of a JSON/logfmt level value: a word or a pino number."""
+    if isinstance(value, str):
+        found = level_from_word(value)
+        if found is None and value.isdigit():
+            return level_from_number(int(value))
+        return found
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return level_from_number(int(value))
+    return None
+
+
+def level_from_http_status(status: int) -> Level:
+    """Return the level of an access-log line from its HTTP status."""
+    if status >= 500:
+        return Level.ERROR
+    if status >= 400:
+        return Level.WARN
+    return Level.INFO
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def time_from_epoch(value: float) -> datetime | None:
+    """Return the time of an epoch number in s, ms, us or ns (told apart by size)."""
+    try:
+        if value > 1e17:
+            return _EPOCH + timedelta(microseconds=value / 1000)
+        if value > 1e14:
+            return _EPOCH + timedelta(microseconds=value)
+        if value > 1e11:
+            return _EPOCH + timedelta(milliseconds=value)
+        if value > 0:
+            return _EPOCH + timedelta(seconds=value)
+    except OverflowError:
+        return None
+    return None
+
+
+def time_from_iso(text: str) -> datetime | None:
+    """Return the UTC time of an ISO 8601 / RFC 3339 string; naive times are taken as UTC."""
+    try:
+        ts = datetime.fromisoformat(text.replace(",", ".", 1) if "," in text else text)
+    except ValueError:
+        return None
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+MONTHS = {
+    m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)
+}
+
+
+def month_number(name: str) -> int | None:
+    """Return 1..12 for an English month name or abbreviation."""
+    return MONTHS.get(name[:3].lower())
+
+
+def time_from_value(value: object) -> datetime | None:
+    """Return the time of a JSON timestamp value: ISO string, epoch number, or GCP {seconds, nanos}."""
+    if isinstance(value, str):
+        if value and value[0].isdigit() and not value.replace(".", "", 1).isdigit():
+            return time_from_iso(value)
+        try:
+            return time_from_epoch(float(value))
+        except ValueError:
+            return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return time_from_epoch(float(value))
+    if isinstance(value, dict) and "seconds" in value:
+        try:
+            return time_from_epoch(float(value["seconds"]) + float(value.get("nanos", 0)) / 1e9)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def trace_from_value(key: str, value: object) -> str | None:
+    """Return the trace id in ``value``: plain, W3C traceparent, or GCP ``projects/p/traces/ID``."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        return None
+    if key == "traceparent":
+        parts = value.split("-")
+        return parts[1] if len(parts) >= 3 and _HEX32.fullmatch(parts[1]) else None
+    if "/traces/" in value:
+        return value.rsplit("/", 1)[-1] or None
+    return value
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What a parser found in one line; missing pieces are filled in by the LineParser."""
+
+    message: str
+    level: Level | None = None
+    timestamp: datetime | None = None
+    service: str | None = None
+    trace_id: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "t", "date", "datetime", "asctime", "@t", "eventTime")
+LEVEL_KEYS = ("level", "lvl", "severity", "levelname", "loglevel", "log.level", "level_name", "@l", "log_level")
+MESSAGE_KEYS = ("msg", "message", "textPayload", "@m", "text", "log.message", "event")
+SERVICE_KEYS = ("service", "service.name", "service_name", "app", "application", "appname", "app_name")
+TRACE_KEYS = (
+    "trace_id",
+    "traceId",
+    "traceid",
+    "traceID",
+    "trace.id",
+    "dd.trace_id",
+    "otelTraceID",
+    "logging.googleapis.com/trace",
+    "traceparent",
+    "trace",
+)
+
+
+def _take(obj: dict[str, Any], keys: tuple[str, ...], convert: Callable[[str, Any], Any]) -> Any:
+    for key in keys:
+        if key in obj:
+            found = convert(key, obj[key])
+            if found is not None:
+                del obj[key]
+                return found
+    return None
+
+
+def _take_nested(obj: dict[str, Any], outer: str, inner: str) -> Any:
+    """Pop ``obj[outer][inner]`` (ECS style ``{"log": {"level": ...}}``), dropping an emptied parent."""
+    parent = obj.get(outer)
+    if isinstance(parent, dict) and inner in parent:
+        value = parent.pop(inner)
+        if not parent:
+            del obj[outer]
+        return value
+    return None
+
+
+def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
+    """Map the fields of a structured line (JSON or logfmt) to a record; ``obj`` is consumed."""
+    level = _take(obj, LEVEL_KEYS, lambda _k, v: level_from_value(v))
+    if level is None:
+        level = level_from_value(_take_nested(obj, "log", "level"))
+    is_pino = "v" in obj and "pid" in obj and "hostname" in obj
+    timestamp = _take(obj, TIME_KEYS, lambda _k, v: time_from_value(v))
+    service = _take(obj, SERVICE_KEYS, lambda _k, v: v if isinstance(v, str) and v else None)
+    if service is None:
+        service = _take_nested(obj, "service", "name") or _take_nested(obj, "serviceContext", "service")
+        if service is None and is_pino and isinstance(obj.get("name"), str):
+            service = obj.pop("name")
+    trace_id = _take(obj, TRACE_KEYS, trace_from_value)
+    if trace_id is None:
+        nested = _take_nested(obj, "trace", "id")
+        trace_id = str(nested) if nested is not None else None
+    message = _take(obj, MESSAGE_KEYS, lambda _k, v: v if isinstance(v, str) else None)
+    if message is None:
+        message = raw
+    return Parsed(message, level, timestamp, service, trace_id, obj)

@@ -1,0 +1,196 @@
+"""LineParser: one per source; lines in, complete records out.
+
+Detection runs per line (a file may mix formats), but the format that matched last is
+tried first, so a file of one format costs one regex match per line. Lines that no
+format recognises continue the record above them when that record had a text header
+(stack traces, wrapped messages) or when they are indented; otherwise each becomes an
+INFO record of its own. Parsing never fails and never drops a line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
+from logctl.parsing.text import TEXT_PARSERS, TextFormat
+from logctl.records import Level, LogRecord, now_utc, record_id
+
+MAX_CONTINUATION_LINES = 1000
+
+_LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@/-]*=")
+_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.@/-]*)=("(?:[^"\\]|\\.)*"|[^\s]*)')
+_LOGFMT_MARKERS = frozenset(("level", "lvl", "msg", "message", "time", "ts", "severity"))
+_TEXT_TRACE = re.compile(r"\b(?:trace_?id|traceId|trace\.id)[=:]\s*\"?([0-9A-Za-z-]{8,64})")
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\").replace("\\n", "\n")
+    return value
+
+
+def parse_logfmt(line: str) -> Parsed | None:
+    """Return the Parsed of a logfmt line, or None when it is not one."""
+    pairs = _LOGFMT_PAIR.findall(line)
+    if len(pairs) < 2 or not any(key in _LOGFMT_MARKERS for key, _ in pairs):
+        return None
+    return parsed_from_mapping({key: _unquote(value) for key, value in pairs}, line)
+
+
+@dataclass(slots=True)
+class _Pending:
+    start: int
+    end: int
+    parsed: Parsed
+    headed: bool
+    flags: dict[str, Any] | None
+    more: list[str] = field(default_factory=list)
+
+
+class LineParser:
+    """Parse the lines of one source into records, joining multi-line records.
+
+    ``feed`` returns the record that the new line completed (or None); after it does,
+    ``emitted_end`` is the byte offset just past that record. ``flush`` completes the
+    record still open.
+    """
+
+    def __init__(self, prefix: str, service: str, clock: Callable[[], datetime] = now_utc) -> None:
+        self.prefix = prefix
+        self.service = service
+        self.emitted_end = 0
+        self._clock = clock
+        self._pending: _Pending | None = None
+        self._last_format: TextFormat | None = None
+
+    @property
+    def pending_start(self) -> int | None:
+        """Offset of the record still open (not yet returned), if any."""
+        return self._pending.start if self._pending is not None else None
+
+    def feed(self, line: str, start: int, end: int, flags: dict[str, Any] | None = None) -> LogRecord | None:
+        """Add one line (without its newline) spanning bytes [start, end) of the source."""
+        first = line[:1]
+        parsed = None if first in (" ", "\t", "") else self._parse(line)
+        pending = self._pending
+        if parsed is None:
+            if (
+                pending is not None
+                and (pending.headed or first in (" ", "\t", "") or not line.strip())
+                and len(pending.more) < MAX_CONTINUATION_LINES
+            ):
+                pending.more.append(line)
+                pending.end = end
+                if flags:
+                    pending.flags = {**(pending.flags or {}), **flags}
+                return None
+            parsed = Parsed(line)
+            headed = False
+        else:
+            headed = self._last_format is not None and parsed.timestamp is not None
+        done = self._complete() if pending is not None else None
+        self._pending = _Pending(start, end, parsed, headed, flags)
+        return done
+
+    def flush(self) -> LogRecord | None:
+        """Complete and return the record still open, if any."""
+        return self._complete() if self._pending is not None else None
+
+    def _parse(self, line: str) -> Parsed | None:
+        if line[0] == "{":
+            parsed = self._parse_json(line)
+            if parsed is not None:
+                return parsed
+        elif _LOGFMT_START.match(line):
+            parsed = parse_logfmt(line)
+            if parsed is not None:
+                self._last_format = None
+                return parsed
+        return self._parse_text(line)
+
+    def _parse_text(self, line: str) -> Parsed | None:
+        last = self._last_format
+        if last is not None:
+            parsed = last.parse(line)
+            if parsed is not None:
+                return parsed
+        for fmt in TEXT_PARSERS:
+            if fmt is not last:
+                parsed = fmt.parse(line)
+                if parsed is not None:
+                    self._last_format = fmt
+                    return parsed
+        return None
+
+    def _parse_json(self, line: str) -> Parsed | None:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        self._last_format = None
+        inner = obj.get("log")
+        if isinstance(inner, str) and "stream" in obj:
+            return self._parse_docker(obj, inner.rstrip("\r\n"))
+        return parsed_from_mapping(obj, line)
+
+    def _parse_docker(self, wrapper: dict[str, Any], inner: str) -> Parsed:
+        """Docker's json-file driver: the real line is inside ``log``."""
+        parsed = (self._parse(inner) if inner and inner[0] not in " \t" else None) or Parsed(inner)
+        parsed.attrs["stream"] = wrapper.get("stream")
+        if parsed.timestamp is None:
+            parsed.timestamp = time_from_value(wrapper.get("time"))
+        return parsed
+
+    def _complete(self) -> LogRecord:
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        parsed = pending.parsed
+        message = parsed.message
+        if pending.more:
+            message = "\n".join((message, *pending.more)).rstrip()
+        trace_id = parsed.trace_id
+        if trace_id is None and "race" in message:
+            found = _TEXT_TRACE.search(message)
+            trace_id = trace_from_value("trace_id", found.group(1)) if found else None
+        attrs = parsed.attrs
+        if pending.flags:
+            attrs.update(pending.flags)
+        self.emitted_end = pending.end
+        return LogRecord(
+            record_id(self.prefix, pending.start),
+            parsed.timestamp or self._clock(),
+            parsed.level or Level.INFO,
+            parsed.service or self.service,
+            message,
+            trace_id,
+            attrs,
+        )
+
+
+def parse_text(text: str, prefix: str, service: str) -> list[LogRecord]:
+    """Parse a whole text (lines separated by newlines) into records; offsets are byte offsets."""
+    parser = LineParser(prefix, service)
+    records = []
+    offset = 0
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line starts no new one
+    for line in lines:
+        size = len(line.encode("utf-8", "surrogatepass")) + 1
+        done = parser.feed(line.rstrip("\r"), offset, offset + size)
+        if done is not None:
+            records.append(done)
+        offset += size
+    last = parser.flush()
+    if last is not None:
+        records.append(last)
+    return records

@@ -1,0 +1,332 @@
+"""Parsers for text log lines: syslog, access and error logs, and the common loggers.
+
+Each parser is a compiled regex plus a builder; ``TEXT_PARSERS`` is tried in order,
+and the LineParser tries the one that matched last first (a file keeps its format).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from logctl.parsing.fields import (
+    SYSLOG_SEVERITY,
+    Parsed,
+    level_from_http_status,
+    level_from_word,
+    month_number,
+    time_from_iso,
+)
+from logctl.records import Level
+
+
+@dataclass(frozen=True, slots=True)
+class TextFormat:
+    """One text format: its name, its regex and how a match becomes a Parsed."""
+
+    name: str
+    regex: re.Pattern[str]
+    build: Callable[[re.Match[str]], Parsed | None]
+
+    def parse(self, line: str) -> Parsed | None:
+        match = self.regex.match(line)
+        return self.build(match) if match else None
+
+
+def _time_dmy(day: str, month: str, year: str, clock: str, offset: str | None = None) -> datetime | None:
+    """Return the UTC time of day/month-name/year parts (access, Redis and Apache logs)."""
+    number = month_number(month)
+    if number is None:
+        return None
+    iso = f"{year}-{number:02d}-{int(day):02d}T{clock}"
+    if offset:
+        iso += offset
+    return time_from_iso(iso)
+
+
+def _time_without_year(month: str, day: str, clock: str) -> datetime | None:
+    """Return the time of an RFC 3164 stamp (no year: this year, or last year if that is the future)."""
+    now = datetime.now(UTC)
+    ts = _time_dmy(day, month, str(now.year), clock)
+    if ts is not None and (ts - now).days > 1:
+        ts = ts.replace(year=now.year - 1)
+    return ts
+
+
+def _time_of_day(clock: str) -> datetime | None:
+    """Return today's date (UTC) at ``clock`` (logback's default pattern writes no date)."""
+    return time_from_iso(f"{datetime.now(UTC).date().isoformat()}T{clock.replace(',', '.')}")
+
+
+# --- syslog ------------------------------------------------------------------------------
+
+_RFC5424 = re.compile(
+    r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<proc>\S+) (?P<msgid>\S+) "
+    r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)",
+    re.DOTALL,
+)
+_RFC3164 = re.compile(
+    r"(?:<(?P<pri>\d{1,3})>)?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2}) (?P<clock>\d\d:\d\d:\d\d) "
+    r"(?P<host>\S+) (?P<app>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)",
+    re.DOTALL,
+)
+# rsyslog's high-precision file format: ISO time, host, tag.
+_SYSLOG_ISO = re.compile(
+    r"(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (?P<host>\S+) "
+    r"(?P<app>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+def _nil(value: str | None) -> str | None:
+    return None if value in (None, "-") else value
+
+
+def _syslog_attrs(match: re.Match[str], *keys: str) -> dict[str, object]:
+    attrs: dict[str, object] = {}
+    for key in keys:
+        value = _nil(match.group(key))
+        if value is not None:
+            attrs[key] = value
+    return attrs
+
+
+def _pri(match: re.Match[str], attrs: dict[str, object]) -> Level | None:
+    pri = match.groupdict().get("pri")
+    if pri is None or int(pri) > 191:
+        return None
+    attrs["facility"] = int(pri) >> 3
+    return SYSLOG_SEVERITY[int(pri) & 7]
+
+
+def _build_5424(m: re.Match[str]) -> Parsed | None:
+    attrs = _syslog_attrs(m, "host", "proc", "msgid", "sd")
+    level = _pri(m, attrs)
+    if level is None:
+        return None
+    msg = m.group("msg")
+    if msg.startswith("\ufeff"):
+        msg = msg[1:]
+    return Parsed(msg, level, time_from_iso(m.group("ts")), _nil(m.group("app")), None, attrs)
+
+
+def _build_3164(m: re.Match[str]) -> Parsed | None:
+    attrs = _syslog_attrs(m, "host", "pid")
+    level = _pri(m, attrs)
+    ts = _time_without_year(m.group("mon"), m.group("day"), m.group("clock"))
+    return Parsed(m.group("msg"), level, ts, m.group("app"), None, attrs)
+
+
+def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
+    if level_from_word(m.group("host")) is not None:
+        return None  # "<time> ERROR app: ..." is an application line, not syslog
+    attrs = _syslog_attrs(m, "host", "pid")
+    return Parsed(m.group("msg"), None, time_from_iso(m.group("ts")), m.group("app"), None, attrs)
+
+
+# --- web servers -------------------------------------------------------------------------
+
+_ACCESS = re.compile(
+    r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<day>\d\d)/(?P<mon>\w{3})/(?P<year>\d{4}):"
+    r'(?P<clock>\d\d:\d\d:\d\d) (?P<tz>[+-]\d{4})\] "(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) '
+    r'(?P<bytes>\d+|-)(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?(?P<rest>.*)'
+)
+
+
+def _build_access(m: re.Match[str]) -> Parsed | None:
+    status = int(m.group("status"))
+    tz = m.group("tz")
+    ts = _time_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"), f"{tz[:3]}:{tz[3:]}")
+    attrs: dict[str, object] = {"client": m.group("client"), "status": status, "request": m.group("request")}
+    if m.group("bytes") != "-":
+        attrs["bytes"] = int(m.group("bytes"))
+    for key in ("user", "referer", "agent"):
+        value = _nil(m.group(key))
+        if value:
+            attrs[key] = value
+    if m.group("rest").strip():
+        attrs["extra"] = m.group("rest").strip()
+    return Parsed(m.group(0), level_from_http_status(status), ts, None, None, attrs)
+
+
+_NGINX_ERROR = re.compile(
+    r"(?P<ts>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): (?P<msg>.*)", re.DOTALL
+)
+
+
+def _build_nginx_error(m: re.Match[str]) -> Parsed | None:
+    ts = time_from_iso(m.group("ts").replace("/", "-"))
+    attrs: dict[str, object] = {"pid": int(m.group("pid"))}
+    return Parsed(m.group("msg"), level_from_word(m.group("level")), ts, None, None, attrs)
+
+
+_APACHE_ERROR = re.compile(
+    r"\[\w{3} (?P<mon>\w{3}) (?P<day>\d\d) (?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?) (?P<year>\d{4})\] "
+    r"\[(?:(?P<module>[\w-]+):)?(?P<level>\w+)\] (?:\[pid (?P<pid>\d+)[^\]]*\] )?"
+    r"(?:\[client (?P<client>[^\]]+)\] )?(?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+def _build_apache_error(m: re.Match[str]) -> Parsed | None:
+    ts = _time_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    attrs: dict[str, object] = {}
+    for key in ("module", "pid", "client"):
+        if m.group(key):
+            attrs[key] = m.group(key)
+    return Parsed(m.group("msg"), level_from_word(m.group("level").rstrip("0123456789")), ts, None, None, attrs)
+
+
+# --- databases ---------------------------------------------------------------------------
+
+_POSTGRES = re.compile(
+    r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)(?: (?P<tz>[A-Z]{2,5}|[+-]\d\d))? \[(?P<pid>\d+)\]"
+    r"(?:-\d+)?:? (?:(?P<prefix>[^:]*?) )?(?P<level>DEBUG[1-5]?|INFO|NOTICE|WARNING|ERROR|LOG|FATAL|PANIC|"
+    r"STATEMENT|DETAIL|HINT|CONTEXT|QUERY|LOCATION):  ?(?P<msg>.*)",
+    re.DOTALL,
+)
+_PG_DETAIL = {"STATEMENT", "DETAIL", "HINT", "CONTEXT", "QUERY", "LOCATION"}
+
+
+def _build_postgres(m: re.Match[str]) -> Parsed | None:
+    tz = m.group("tz")
+    ts = time_from_iso(m.group("ts") + (tz + ":00" if tz and tz[0] in "+-" else ""))
+    word = m.group("level")
+    attrs: dict[str, object] = {"pid": int(m.group("pid"))}
+    if word in _PG_DETAIL:
+        attrs["pg_field"] = word
+    if m.group("prefix"):
+        attrs["prefix"] = m.group("prefix")
+    level = Level.INFO if word in _PG_DETAIL else level_from_word(word)
+    return Parsed(m.group("msg"), level, ts, None, None, attrs)
+
+
+_REDIS = re.compile(
+    r"(?P<pid>\d+):(?P<role>[XCSM]) (?P<day>\d\d) (?P<mon>\w{3}) (?P<year>\d{4}) "
+    r"(?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?) (?P<mark>[.\-*#]) (?P<msg>.*)",
+    re.DOTALL,
+)
+_REDIS_LEVEL = {".": Level.DEBUG, "-": Level.DEBUG, "*": Level.INFO, "#": Level.WARN}
+
+
+def _build_redis(m: re.Match[str]) -> Parsed | None:
+    ts = _time_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    attrs: dict[str, object] = {"pid": int(m.group("pid")), "role": m.group("role")}
+    return Parsed(m.group("msg"), _REDIS_LEVEL[m.group("mark")], ts, None, None, attrs)
+
+
+# --- application loggers -----------------------------------------------------------------
+
+_KLOG = re.compile(
+    r"(?P<lvl>[IWEF])(?P<mm>\d\d)(?P<dd>\d\d) (?P<clock>\d\d:\d\d:\d\d\.\d+) +(?P<tid>\d+) "
+    r"(?P<src>[^\]\s]+)\] (?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+def _build_klog(m: re.Match[str]) -> Parsed | None:
+    year = datetime.now(UTC).year
+    ts = time_from_iso(f"{year}-{m.group('mm')}-{m.group('dd')}T{m.group('clock')}")
+    attrs: dict[str, object] = {"thread": int(m.group("tid")), "source": m.group("src")}
+    return Parsed(m.group("msg"), level_from_word(m.group("lvl")), ts, None, None, attrs)
+
+
+_RUBY = re.compile(
+    r"(?P<lvl>[DIWEFUA]), \[(?P<ts>\d{4}-\d\d-\d\dT[\d:.]+)(?: #(?P<pid>\d+))?\] +(?P<level>\w+) -- "
+    r"(?P<prog>[^:]*): (?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+def _build_ruby(m: re.Match[str]) -> Parsed | None:
+    attrs: dict[str, object] = {}
+    if m.group("pid"):
+        attrs["pid"] = int(m.group("pid"))
+    prog = m.group("prog").strip()
+    return Parsed(
+        m.group("msg"), level_from_word(m.group("level")), time_from_iso(m.group("ts")), prog or None, None, attrs
+    )
+
+
+_LEVEL_WORD = r"TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|PANIC|FINE|ALERT|EMERG"
+_TS = (
+    r"(?P<ts>\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d))?"
+    r"|(?P<clock>\d\d:\d\d:\d\d[.,]\d+))"
+)
+# Timestamp first, level among the next few words: Python logging, logback/log4j, Spring Boot, Go.
+_TS_LEVEL = re.compile(
+    _TS + r"\s+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?(?P<level>" + _LEVEL_WORD + r"|(?i:" + _LEVEL_WORD + r"))"
+    r"\]?(?::|\s|$)\s*(?:[-|]\s+)?(?P<msg>.*)",
+    re.DOTALL,
+)
+# Timestamp and message, no level word.
+_TS_ONLY = re.compile(_TS + r"\s+(?P<msg>.*)", re.DOTALL)
+# Level first: Python's basicConfig (``WARNING:root:msg``), ``[ERROR] msg``, ``ERROR: msg``.
+_LEVEL_FIRST = re.compile(
+    r"\[?(?P<level>" + _LEVEL_WORD + r")\]?(?::(?P<logger>[\w.]+):|:?\s+)(?P<msg>.*)",
+    re.DOTALL,
+)
+_LOGGER_AFTER = re.compile(r"(?P<logger>[\w$]+(?:\.[\w$]+)+)\s*(?:-|:)\s+(?P<msg>.*)", re.DOTALL)
+_SPRING = re.compile(r"(?P<pid>\d+) --- \[\s*(?P<thread>[^\]]*)\] (?P<logger>\S+)\s+: (?P<msg>.*)", re.DOTALL)
+
+
+def _text_time(m: re.Match[str]) -> datetime | None:
+    if m.group("ts"):
+        return time_from_iso(m.group("ts").replace("/", "-").replace(" Z", "Z"))
+    return _time_of_day(m.group("clock"))
+
+
+def _split_logger(msg: str, attrs: dict[str, object]) -> str:
+    """Move a leading ``pid --- [thread] logger :`` or ``com.example.Class -`` into attrs."""
+    spring = _SPRING.match(msg)
+    if spring:
+        attrs.update(pid=int(spring.group("pid")), thread=spring.group("thread"), logger=spring.group("logger"))
+        return spring.group("msg")
+    after = _LOGGER_AFTER.match(msg)
+    if after:
+        attrs["logger"] = after.group("logger")
+        return after.group("msg")
+    return msg
+
+
+def _build_ts_level(m: re.Match[str]) -> Parsed | None:
+    attrs: dict[str, object] = {}
+    pre = m.group("pre").strip(" -|:")
+    if pre:
+        if pre.startswith("[") and pre.endswith("]"):
+            attrs["thread"] = pre[1:-1]
+        else:
+            attrs["logger"] = pre.strip(" -")
+    msg = _split_logger(m.group("msg"), attrs)
+    return Parsed(msg, level_from_word(m.group("level")), _text_time(m), None, None, attrs)
+
+
+def _build_ts_only(m: re.Match[str]) -> Parsed | None:
+    ts = _text_time(m)
+    return None if ts is None else Parsed(m.group("msg"), None, ts, None, None, {})
+
+
+def _build_level_first(m: re.Match[str]) -> Parsed | None:
+    attrs: dict[str, object] = {}
+    if m.group("logger"):
+        attrs["logger"] = m.group("logger")
+    return Parsed(m.group("msg"), level_from_word(m.group("level")), None, None, None, attrs)
+
+
+TEXT_PARSERS: tuple[TextFormat, ...] = (
+    TextFormat("syslog5424", _RFC5424, _build_5424),
+    TextFormat("syslog3164", _RFC3164, _build_3164),
+    TextFormat("access", _ACCESS, _build_access),
+    TextFormat("postgres", _POSTGRES, _build_postgres),
+    TextFormat("nginx_error", _NGINX_ERROR, _build_nginx_error),
+    TextFormat("apache_error", _APACHE_ERROR, _build_apache_error),
+    TextFormat("redis", _REDIS, _build_redis),
+    TextFormat("klog", _KLOG, _build_klog),
+    TextFormat("ruby", _RUBY, _build_ruby),
+    TextFormat("syslog_iso", _SYSLOG_ISO, _build_syslog_iso),
+    TextFormat("ts_level", _TS_LEVEL, _build_ts_level),
+    TextFormat("level_first", _LEVEL_FIRST, _build_level_first),
+    TextFormat("ts_only", _TS_ONLY, _build_ts_only),
+)

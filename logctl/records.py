@@ -1,0 +1,106 @@
+"""The record model: what one log record is, wherever it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Level(StrEnum):
+    """Severity, lowest first. ``Level.rank`` orders them."""
+
+    TRACE = "TRACE"
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARN = "WARN"
+    ERROR = "ERROR"
+    FATAL = "FATAL"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    def at_least(self) -> list[Level]:
+        """Return this level and every more severe one."""
+        return [lvl for lvl in Level if lvl.rank >= self.rank]
+
+
+_RANK = {lvl: i for i, lvl in enumerate(Level)}
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One structured log record.
+
+    ``id`` is stable: the same bytes of the same source always give the same id, so
+    sinks that key on it drop redeliveries and re-shipped lines.
+    """
+
+    id: str
+    timestamp: datetime
+    level: Level
+    service: str
+    message: str
+    trace_id: str | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def routing_key(self) -> str:
+        """Return ``<service>.<level>`` with the service made safe for topic routing."""
+        return routing_key(self.service, self.level)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
+
+
+def routing_word(text: str) -> str:
+    """Return ``text`` as one topic-routing word: no dots, no wildcards, never empty."""
+    word = _UNSAFE.sub("_", text).strip("_").lower()
+    return word[:100] or "unknown"
+
+
+def routing_key(service: str, level: Level) -> str:
+    """Return the routing key ``<service>.<level>`` of a record."""
+    return f"{routing_word(service)}.{level.value.lower()}"
+
+
+def source_prefix(identity: bytes) -> str:
+    """Return the 16-hex-digit id prefix of a source identity."""
+    return hashlib.blake2b(identity, digest_size=8).hexdigest()
+
+
+def record_id(prefix: str, offset: int) -> str:
+    """Return the id of the record that starts at byte ``offset`` of a source.
+
+    Zero-padded so that ids of one source sort in the order they were written,
+    which keeps B-tree inserts in the sinks sequential.
+    """
+    return f"{prefix}-{offset:012x}"
+
+
+def now_utc() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def format_timestamp(ts: datetime) -> str:
+    """Return RFC 3339 UTC with milliseconds: ``2026-11-27T11:32:10.123Z``."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def record_to_dict(record: LogRecord) -> dict[str, Any]:
+    """Return the JSON Lines shape of a record (keys documented in the README)."""
+    return {
+        "id": record.id,
+        "timestamp": format_timestamp(record.timestamp),
+        "level": record.level.value,
+        "service": record.service,
+        "message": record.message,
+        "trace_id": record.trace_id,
+        "attrs": dict(record.attrs),
+    }

@@ -1,0 +1,104 @@
+"""Rendering: records and summaries for humans (rich) and machines (JSON Lines).
+
+stdout carries results only; notices, progress and summaries go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import IO, Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from logctl.records import LogRecord, format_timestamp, record_to_dict
+
+
+class OutputMode(StrEnum):
+    AUTO = "auto"
+    HUMAN = "human"
+    JSON = "json"
+
+
+LEVEL_STYLES = {
+    "TRACE": "dim",
+    "DEBUG": "blue",
+    "INFO": "green",
+    "WARN": "yellow",
+    "ERROR": "red",
+    "FATAL": "bold white on red",
+}
+
+
+def stderr_console() -> Console:
+    """Return the console for notices; it honours NO_COLOR."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def resolve_mode(mode: OutputMode, stream: IO[str] | None = None) -> OutputMode:
+    """``auto`` means human on a terminal, JSON when piped."""
+    if mode is not OutputMode.AUTO:
+        return mode
+    return OutputMode.HUMAN if (stream or sys.stdout).isatty() else OutputMode.JSON
+
+
+def write_json_lines(rows: Iterable[dict[str, Any]]) -> None:
+    """Write one JSON object per line to stdout."""
+    out = sys.stdout.buffer
+    out.write(b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows))
+    out.flush()
+
+
+class RecordRenderer:
+    """Print records: coloured lines on a terminal, JSON Lines otherwise."""
+
+    def __init__(self, mode: OutputMode) -> None:
+        self.mode = resolve_mode(mode)
+        self._console = Console(highlight=False, soft_wrap=True) if self.mode is OutputMode.HUMAN else None
+
+    def render(self, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        if self._console is None:
+            write_json_lines(record_to_dict(r) for r in records)
+            return
+        for r in records:
+            line = Text()
+            line.append(format_timestamp(r.timestamp), style="dim")
+            line.append(" ")
+            line.append(f"{r.level.value:<5}", style=LEVEL_STYLES[r.level.value])
+            line.append(f" {r.service}", style="cyan")
+            line.append(f" {r.message}")
+            if r.trace_id:
+                line.append(f" trace_id={r.trace_id}", style="dim")
+            if r.attrs:
+                extra = " ".join(f"{k}={v}" for k, v in r.attrs.items())
+                line.append(f" {extra}", style="dim")
+            self._console.print(line)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], mode: OutputMode) -> None:
+    """Print rows as a table on a terminal or as JSON Lines (keys from ``columns``)."""
+    if resolve_mode(mode) is OutputMode.JSON:
+        write_json_lines({c: v for c, v in zip(columns, row, strict=True)} for row in rows)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+def summary_line(pairs: Sequence[tuple[str, object]]) -> str:
+    """Return ``key=value key=value`` for one-line summaries on stderr."""
+    return " ".join(f"{k}={v}" for k, v in pairs)
+
+
+def no_color() -> bool:
+    return "NO_COLOR" in os.environ

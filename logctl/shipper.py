@@ -1,0 +1,520 @@
+"""ship: sources -> records -> batches per routing key -> confirmed publishing -> checkpoints.
+
+The invariant everything here serves: a file's checkpoint only ever covers records the
+broker confirmed. Each source keeps a queue of marks ``[end_offset, batch]`` in read
+order; when a batch is confirmed the marks at the head whose batches are all confirmed
+are popped and the checkpoint moves to the last one's end. Killed at any instant, a
+restart re-reads at most what was unconfirmed, and the record ids (source identity +
+byte offset) let the sinks drop what arrives twice.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from logctl.checkpoint import Checkpoint, CheckpointStore, state_lock
+from logctl.codec import encode
+from logctl.config import Settings
+from logctl.errors import NotFound, PermissionDenied
+from logctl.records import Level, LogRecord, routing_key
+from logctl.tailer import FileSource, Mark, Source, StdinSource
+from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
+from logctl.watch import Watcher, expand
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ShipOptions:
+    """What to ship and how."""
+
+    paths: tuple[str, ...]
+    follow: bool = True
+    service: str | None = None
+    batch_size: int = 1000
+    linger_s: float = 0.2
+    serializer: str = "msgpack"
+    from_end: bool = False
+    ignore_older_s: float | None = None
+    exclude: tuple[str, ...] = ()
+    max_line_bytes: int = 1 << 20
+    rotate_wait_s: float = 5.0
+    shutdown_timeout_s: float = 30.0
+    multiline_timeout_s: float = 1.0
+    rescan_s: float = 1.0
+    read_chunk: int = 1 << 20
+    checkpoint_interval_s: float = 1.0
+
+
+@dataclass(slots=True)
+class ShipStats:
+    """What a ship run did."""
+
+    lines: int = 0
+    records: int = 0
+    batches: int = 0
+    bytes: int = 0
+    files: int = 0
+    unconfirmed: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.seconds
+
+
+class Batch:
+    """Records of one routing key on their way; ``confirmed`` once the broker said so."""
+
+    __slots__ = ("confirmed", "created", "key", "records", "sources")
+
+    def __init__(self, key: str, created: float) -> None:
+        self.key = key
+        self.records: list[LogRecord] = []
+        self.sources: list[Source] = []
+        self.created = created
+        self.confirmed = False
+
+
+class Output(Protocol):
+    """Where batches go: the broker (Publisher) or, for --dry-run, the screen."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def publish(self, out: Outgoing) -> None: ...
+
+    def poll(self) -> None: ...
+
+    def wait_confirmed(self, timeout: float | None = None) -> bool: ...
+
+
+class EchoOutput:
+    """--dry-run: hand each batch's records to a callback and count it confirmed at once."""
+
+    def __init__(self, on_confirm: Callable[[object], None], on_records: Callable[[list[LogRecord]], None]) -> None:
+        self.on_confirm = on_confirm
+        self.on_records = on_records
+        self.in_flight = 0
+
+    def publish(self, out: Outgoing) -> None:
+        assert isinstance(out.token, Batch)
+        self.on_records(out.token.records)
+        self.on_confirm(out.token)
+
+    def poll(self) -> None:
+        return None
+
+    def wait_confirmed(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def default_service(path: str) -> str:
+    """Return the service of a file's records when they name none: the file's stem."""
+    if path == "-":
+        return "stdin"
+    name = Path(path).name
+    for suffix in (".gz", ".log", ".txt", ".json", ".jsonl", ".out", ".err"):
+        name = name.removesuffix(suffix)
+    return name.split(".")[0] or "unknown"
+
+
+class Shipper:
+    """Follow (or read once) files and stdin and ship their records."""
+
+    def __init__(
+        self,
+        options: ShipOptions,
+        make_output: Callable[[Callable[[object], None]], Output],
+        store: CheckpointStore | None,
+        notify: Notify,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.notify = notify
+        self.output = make_output(self._on_confirm)
+        self.stats = ShipStats()
+        self.sources: dict[str, FileSource] = {}
+        self.retired: list[FileSource] = []
+        self.stdin: StdinSource | None = None
+        self._batches: dict[str, Batch] = {}
+        self._keys: dict[tuple[str, Level], str] = {}
+        self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
+        self._warned: set[str] = set()
+        self._file_patterns = tuple(p for p in options.paths if p != "-")
+        if "-" in options.paths:
+            self.stdin = StdinSource(options.service or "stdin", options.max_line_bytes)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, stop: Callable[[], bool]) -> ShipStats:
+        """Ship until the input ends (no-follow, stdin) or ``stop()``; then flush and checkpoint."""
+        self._check_literal_paths()
+        watcher = Watcher(self._file_patterns) if self.options.follow and self._file_patterns else None
+        if watcher is not None:
+            watcher.__enter__()
+        try:
+            self._scan(initial=True)
+            self._loop(stop, watcher)
+            self._shutdown()
+        finally:
+            if watcher is not None:
+                watcher.__exit__(None, None, None)
+            self._save()
+            for src in [*self.sources.values(), *self.retired]:
+                src.close()
+        return self._final_stats()
+
+    def _loop(self, stop: Callable[[], bool], watcher: Watcher | None) -> None:
+        opts = self.options
+        last_scan = last_save = time.monotonic()
+        while not stop():
+            got = self._read_round()
+            now = time.monotonic()
+            self._send_lingering(now)
+            self.output.poll()
+            if now - last_save >= opts.checkpoint_interval_s:
+                self._save()
+                last_save = now
+            if self._input_done():
+                break
+            if not opts.follow:
+                continue
+            woke = watcher is not None and watcher.wake.is_set()
+            if woke or now - last_scan >= opts.rescan_s:
+                if watcher is not None:
+                    watcher.wake.clear()
+                self._scan(initial=False)
+                self._retire_moved(now)
+                last_scan = now
+            if not got:
+                self._flush_idle_records(now)
+                if watcher is not None:
+                    watcher.wake.wait(0.05)
+                else:
+                    time.sleep(0.02)
+
+    def _input_done(self) -> bool:
+        """No-follow: every file read to its end. Follow: only a stdin-only run ends (at EOF)."""
+        if self.stdin is not None and not self.stdin.eof:
+            return False
+        if self.options.follow:
+            return self.stdin is not None and not self._file_patterns
+        return all(src.eof or src.parser is None for src in self.sources.values())
+
+    def _shutdown(self) -> None:
+        """Send what is batched, wait (bounded) for confirms. Follow mode keeps open records for next time."""
+        if not self.options.follow or (self.stdin is not None and self.stdin.eof):
+            for src in self._all_sources():
+                src.finish()
+                self._drain_ready(src)
+        for batch in list(self._batches.values()):
+            self._send(batch)
+        if not self.output.wait_confirmed(self.options.shutdown_timeout_s):
+            self.stats.unconfirmed = self.output.in_flight
+            self.notify(
+                f"{self.output.in_flight} batch(es) still unconfirmed after {self.options.shutdown_timeout_s:g}s; "
+                "they will be read and sent again next time"
+            )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _all_sources(self) -> list[Source]:
+        sources: list[Source] = list(self.sources.values())
+        if self.stdin is not None:
+            sources.append(self.stdin)
+        return sources
+
+    def _read_round(self) -> bool:
+        got = False
+        chunk = self.options.read_chunk
+        for src in self._all_sources():
+            if src.parser is None and isinstance(src, FileSource) and not self._identify(src):
+                continue
+            try:
+                n = src.read(chunk)
+            except OSError as exc:
+                self._warn_once(src.name, f"cannot read {src.name}: {exc.strerror}")
+                continue
+            if n:
+                got = True
+                src.idle_since = time.monotonic()
+            if src.eof and not self.options.follow and isinstance(src, FileSource):
+                src.finish()
+            if src.ready:
+                self._drain_ready(src)
+        return got
+
+    def _drain_ready(self, src: Source) -> None:
+        add = self._add
+        for record, end in src.ready:
+            add(record, end, src)
+        src.ready.clear()
+
+    def _flush_idle_records(self, now: float) -> None:
+        """Complete multi-line records whose source has been quiet for the multi-line timeout."""
+        for src in self._all_sources():
+            if src.has_open_record and now - src.idle_since >= self.options.multiline_timeout_s:
+                src.flush_record()
+                self._drain_ready(src)
+
+    # --- batching and confirms -------------------------------------------------------------
+
+    def _add(self, record: LogRecord, end: int, src: Source) -> None:
+        lookup = (record.service, record.level)
+        key = self._keys.get(lookup)
+        if key is None:
+            key = self._keys[lookup] = routing_key(record.service, record.level)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = Batch(key, time.monotonic())
+        batch.records.append(record)
+        marks = src.marks
+        if marks and marks[-1].batch is batch:
+            marks[-1].end = end
+        else:
+            marks.append(Mark(end, batch))
+            batch.sources.append(src)
+        if len(batch.records) >= self.options.batch_size:
+            self._send(batch)
+
+    def _send(self, batch: Batch) -> None:
+        del self._batches[batch.key]
+        body, content_type = encode(batch.records, self.options.serializer)
+        count = len(batch.records)
+        self.stats.records += count
+        self.stats.batches += 1
+        self.output.publish(Outgoing(body, batch.key, content_type, token=batch, headers={"x-logctl-count": count}))
+        batch.records = []  # the body is what travels now; free the records
+
+    def _send_lingering(self, now: float) -> None:
+        linger = self.options.linger_s
+        for batch in list(self._batches.values()):
+            if now - batch.created >= linger:
+                self._send(batch)
+
+    def _on_confirm(self, token: object) -> None:
+        assert isinstance(token, Batch)
+        token.confirmed = True
+        for src in token.sources:
+            marks = src.marks
+            while marks and marks[0].batch.confirmed:
+                src.checkpointed = marks.popleft().end
+
+    # --- finding, identifying and retiring files -------------------------------------------
+
+    def _check_literal_paths(self) -> None:
+        for pattern in self._file_patterns:
+            if glob.has_magic(pattern):
+                continue
+            if not os.path.exists(pattern):
+                raise NotFound(f"no such file: {pattern}")
+            if os.path.isdir(pattern):
+                raise NotFound(f"{pattern} is a directory: give files or a glob such as {pattern.rstrip('/')}/*.log")
+            if not os.access(pattern, os.R_OK):
+                raise PermissionDenied(f"cannot read {pattern}: permission denied")
+
+    def _scan(self, initial: bool) -> None:
+        """Open files that newly match; note which followed files the patterns no longer reach."""
+        seen: set[str] = set()
+        now = time.time()
+        for path in expand(self._file_patterns, self.options.exclude):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = f"{st.st_dev}:{st.st_ino}"
+            seen.add(key)
+            src = self.sources.get(key)
+            if src is not None:
+                src.name = path  # renamed but still matched (app.log -> app.log.1 under app.log*)
+                src.moved_since = None
+                continue
+            known = self.store is not None and self.store.get(key) is not None
+            ignore = self.options.ignore_older_s
+            if ignore is not None and not known and now - st.st_mtime > ignore:
+                continue
+            self._open(path, st, initial)
+        for key, src in self.sources.items():
+            if key not in seen and src.moved_since is None:
+                src.moved_since = time.monotonic()
+        if not self.options.follow:
+            return
+        for src in list(self.sources.values()):
+            self._check_truncated(src)
+
+    def _open(self, path: str, st: os.stat_result, initial: bool) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except PermissionError:
+            self._warn_once(path, f"cannot read {path}: permission denied; skipping it")
+            return
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            os.close(fd)  # replaced between stat and open; the next scan finds the new one
+            return
+        src = FileSource(path, fd, opened, self.options.service or default_service(path), self.options.max_line_bytes)
+        src.from_end = initial and self.options.from_end
+        self.sources[src.key] = src
+        self.stats.files += 1
+        self._identify(src)
+
+    def _identify(self, src: FileSource) -> bool:
+        """Fix a file's identity and where to start reading; False while its first line is incomplete."""
+        first = src.first_line(final=not self.options.follow)
+        if first is None:
+            return False
+        derived = self._derive.pop(src.key, None)
+        checkpoint = self.store.get(src.key) if self.store is not None and derived is None else None
+        if checkpoint is None:
+            src.identify(first, derive_from=derived)
+            start = src.size() if src.from_end else 0
+        elif src.same_content(checkpoint.fingerprint, checkpoint.fingerprint_len) and src.size() >= checkpoint.offset:
+            src.prefix = checkpoint.prefix
+            src.fingerprint = checkpoint.fingerprint
+            src.fingerprint_len = checkpoint.fingerprint_len
+            start = checkpoint.offset
+        else:
+            # Truncated or rewritten while we were away (or the inode was reused): new content,
+            # new ids, derived from the old ones so that a crash here derives the same again.
+            src.identify(first, derive_from=checkpoint.prefix)
+            start = 0
+        src.begin(start)
+        return True
+
+    def _check_truncated(self, src: FileSource) -> None:
+        """copytruncate and in-place rewrites: read the file again from 0 under new ids."""
+        if src.parser is None or src.superseded or src.fingerprint is None:
+            return
+        try:
+            shrunk = src.size() < src.pos
+            rewritten = not shrunk and not src.same_content(src.fingerprint, src.fingerprint_len)
+        except OSError:
+            return
+        if not (shrunk or rewritten):
+            return
+        self.notify(f"{src.name} was truncated; reading it again from the start")
+        src.finish()
+        self._drain_ready(src)
+        src.superseded = True
+        self.retired.append(src)
+        assert src.prefix is not None
+        self._derive[src.key] = src.prefix
+        fresh = FileSource(src.name, os.dup(src.fd), os.fstat(src.fd), src.service, self.options.max_line_bytes)
+        self.sources[src.key] = fresh
+        self._identify(fresh)
+
+    def _retire_moved(self, now: float) -> None:
+        """Let go of files rotated away or deleted, once read to the end and quiet for rotate_wait."""
+        for key, src in list(self.sources.items()):
+            if src.moved_since is None or not src.eof:
+                continue
+            if now - max(src.moved_since, src.idle_since) < self.options.rotate_wait_s:
+                continue
+            src.finish()
+            self._drain_ready(src)
+            del self.sources[key]
+            self.retired.append(src)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.notify(message)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _save(self) -> None:
+        store = self.store
+        if store is None:
+            return
+        for src in [*self.retired, *self.sources.values()]:
+            if src.prefix is None or src.fingerprint is None or src.superseded:
+                continue
+            current = store.get(src.key)
+            if current is not None and current.offset == src.checkpointed and current.prefix == src.prefix:
+                continue
+            store.put(
+                Checkpoint(
+                    src.key, src.name, src.prefix, src.fingerprint, src.fingerprint_len, src.checkpointed, time.time()
+                )
+            )
+        done = [s for s in self.retired if not s.marks]
+        for src in done:
+            self.retired.remove(src)
+            src.close()
+        store.save()
+
+    def _final_stats(self) -> ShipStats:
+        stats = self.stats
+        sources: list[Source] = [*self._all_sources(), *self.retired]
+        stats.lines = sum(s.lines for s in sources)
+        stats.bytes = sum(s.bytes for s in sources)
+        return stats
+
+
+@dataclass(frozen=True, slots=True)
+class FileStatus:
+    """One file the state dir knows: how far it is shipped and how far behind."""
+
+    path: str
+    offset: int
+    size: int | None
+    behind: int | None
+    updated: float
+
+
+def ship_status(store: CheckpointStore) -> list[FileStatus]:
+    """Return the files a state dir knows, with their confirmed offsets and lag."""
+    rows = []
+    for cp in store.entries.values():
+        try:
+            st = os.stat(cp.path)
+            same = f"{st.st_dev}:{st.st_ino}" == cp.key
+        except OSError:
+            same = False
+        size = st.st_size if same else None
+        rows.append(
+            FileStatus(cp.path, cp.offset, size, None if size is None else max(size - cp.offset, 0), cp.updated)
+        )
+    return sorted(rows, key=lambda r: r.path)
+
+
+def ship(
+    settings: Settings,
+    options: ShipOptions,
+    stop: Callable[[], bool],
+    notify: Notify,
+    on_dry_run: Callable[[list[LogRecord]], None] | None = None,
+) -> ShipStats:
+    """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback)."""
+    if on_dry_run is not None:
+        echo = on_dry_run
+        return Shipper(options, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
+    has_files = any(p != "-" for p in options.paths)
+    lock = state_lock(settings.state_dir) if has_files else None
+    if lock is not None:
+        lock.__enter__()
+    try:
+        store = CheckpointStore(settings.state_dir) if has_files else None
+        with Broker(settings, notify) as broker:
+            declare_topology(broker, topology_of(settings))
+
+            def make_output(confirm: Callable[[object], None]) -> Output:
+                return Publisher(broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop)
+
+            return Shipper(options, make_output, store, notify).run(stop)
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)

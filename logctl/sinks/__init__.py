@@ -1,0 +1,56 @@
+"""Sinks: where consumed records are stored. One module each; ``open_sink`` picks by URI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from logctl.errors import ConfigError
+from logctl.records import LogRecord
+
+SCHEMES = ("sqlite", "file", "stdout")
+
+
+class Sink(Protocol):
+    """A place records are stored durably and idempotently (keyed on the record id)."""
+
+    def write(self, records: list[LogRecord]) -> int:
+        """Store ``records``; durable when it returns. Returns how many were new."""
+        ...
+
+    def close(self) -> None:
+        """Release the sink's resources."""
+        ...
+
+
+def default_sink_uri(state_dir: Path) -> str:
+    """Return the default sink: a SQLite database in the state dir."""
+    return f"sqlite:///{state_dir / 'logs.db'}"
+
+
+def sink_path(uri: str) -> Path:
+    """Return the filesystem path of a ``scheme:///path`` URI."""
+    parts = urlsplit(uri)
+    path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
+    if not path:
+        raise ConfigError(f"sink {uri!r} names no path: write it as {parts.scheme}:///path/to/file")
+    return Path(path).expanduser()
+
+
+def open_sink(uri: str) -> Sink:
+    """Open the sink a URI names; ConfigError for an unknown scheme."""
+    scheme = urlsplit(uri).scheme if "://" in uri else uri
+    if scheme == "sqlite":
+        from logctl.sinks.sqlite import SqliteSink
+
+        return SqliteSink(sink_path(uri))
+    if scheme == "file":
+        from logctl.sinks.jsonfile import JsonFileSink
+
+        return JsonFileSink(sink_path(uri))
+    if scheme == "stdout":
+        from logctl.sinks.stdout import StdoutSink
+
+        return StdoutSink()
+    raise ConfigError(f"unknown sink {uri!r}: use one of sqlite:///PATH, file:///PATH, stdout")

@@ -1,0 +1,39 @@
+"""stdout sink: JSON lines to standard output, for pipes (``logctl consume --sink stdout | jq``).
+
+It drops duplicates among the last ``RECENT_IDS`` records of this run only: what it
+printed in an earlier run is out of its sight.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+
+from logctl.records import LogRecord, record_to_dict
+
+RECENT_IDS = 1_000_000
+
+
+class StdoutSink:
+    """Write records as JSON lines to stdout, flushed per batch."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def write(self, records: list[LogRecord]) -> int:
+        out = sys.stdout.buffer
+        count = 0
+        for r in records:
+            if r.id in self._seen:
+                continue
+            self._seen.add(r.id)
+            out.write(orjson.dumps(record_to_dict(r), default=str) + b"\n")
+            count += 1
+        out.flush()
+        if len(self._seen) > RECENT_IDS:
+            self._seen.clear()
+        return count
+
+    def close(self) -> None:
+        return None

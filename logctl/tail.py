@@ -1,0 +1,123 @@
+"""tail: a live view of records through a temporary queue bound by routing pattern.
+
+A slow terminal never backs up the broker: a reader thread takes deliveries as fast as
+they come into a bounded buffer (what does not fit is dropped and counted), and the
+broker-side queue is bounded too, its overflow dead-lettered into a counter queue so
+those drops are counted as well.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from logctl.codec import decode
+from logctl.config import Settings
+from logctl.errors import BadInput
+from logctl.records import Level, LogRecord, routing_word
+from logctl.transport import (
+    Broker,
+    QueueReader,
+    declare_counter_queue,
+    declare_tail_queue,
+    declare_topology,
+    topology_of,
+    translated,
+)
+
+
+def tail_patterns(level: Level | None, services: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """Return the routing patterns for a minimum level and services, plus raw patterns."""
+    if patterns and level is None and not services:
+        return list(patterns)
+    words = [routing_word(s) for s in services] or ["*"]
+    levels = [lvl.value.lower() for lvl in level.at_least()] if level is not None else ["*"]
+    return [f"{w}.{lv}" for w in words for lv in levels] + list(patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class TailOptions:
+    patterns: tuple[str, ...]
+    buffer_messages: int = 1000  # decoded messages held for the renderer
+    queue_messages: int = 1000  # messages the broker holds for us before dropping the oldest
+
+
+class Tail:
+    """Read records matching patterns until closed. Use as a context manager."""
+
+    def __init__(self, settings: Settings, options: TailOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.dropped_here = 0
+        self.dropped_by_broker = 0
+        self.undecodable = 0
+        self._batches: queue.Queue[list[LogRecord]] = queue.Queue(maxsize=options.buffer_messages)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="logctl-tail", daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_here + self.dropped_by_broker
+
+    def __enter__(self) -> Tail:
+        self._thread.start()
+        while not self._ready.wait(0.1):
+            if not self._thread.is_alive():
+                break
+        self._raise_error()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def batches(self, timeout: float = 0.2) -> Iterator[list[LogRecord]]:
+        """Yield batches of records as they arrive (an empty list after ``timeout`` of quiet)."""
+        while True:
+            self._raise_error()
+            try:
+                yield self._batches.get(timeout=timeout)
+            except queue.Empty:
+                yield []
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        try:
+            with Broker(self.settings) as broker:
+                declare_topology(broker, topology_of(self.settings))
+                channel = broker.channel()
+                counter = declare_counter_queue(broker, channel, 100_000)
+                name = declare_tail_queue(
+                    broker, channel, self.settings.exchange, self.options.patterns, self.options.queue_messages, counter
+                )
+                reader = QueueReader(broker, name, 0, auto_ack=True, channel=channel)
+                overflow = QueueReader(broker, counter, 0, auto_ack=True, channel=channel)
+                self._ready.set()
+                with translated(self.settings.url):
+                    self._pump(reader, overflow)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
+            self._error = exc
+            self._ready.set()
+
+    def _pump(self, reader: QueueReader, overflow: QueueReader) -> None:
+        while not self._stop.is_set():
+            for delivery in reader.fetch(100, 0.2):
+                try:
+                    records = decode(delivery.body, delivery.content_type, delivery.message_id)
+                except BadInput:
+                    self.undecodable += 1
+                    continue
+                try:
+                    self._batches.put_nowait(records)
+                except queue.Full:
+                    self.dropped_here += len(records)
+            for lost in overflow.fetch(10_000, 0):
+                self.dropped_by_broker += int(lost.headers.get("x-logctl-count", 1))

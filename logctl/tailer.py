@@ -1,0 +1,300 @@
+"""Sources: files and stdin read as bytes, cut into lines with exact byte offsets.
+
+A source owns a LineParser and collects ``(record, end_offset)`` pairs in ``ready``.
+Lines longer than ``max_line_bytes`` keep only their head in memory (the rest is
+skipped and counted); invalid UTF-8 becomes replacement characters, NUL bytes stay,
+and each is flagged in attrs. A trailing partial line waits for its newline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import select
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from logctl.parsing import LineParser
+from logctl.records import LogRecord, source_prefix
+
+FINGERPRINT_MAX = 1024
+FLAG_INVALID_UTF8 = "logctl.invalid_utf8"
+FLAG_NUL = "logctl.nul_bytes"
+FLAG_TRUNCATED = "logctl.truncated_bytes"
+
+
+@dataclass(slots=True)
+class _LongLine:
+    start: int
+    head: bytes
+    total: int
+
+
+class Confirmable(Protocol):
+    confirmed: bool
+
+
+class Mark:
+    """Records of a source up to ``end`` travel in ``batch``; see shipper.py."""
+
+    __slots__ = ("batch", "end")
+
+    def __init__(self, end: int, batch: Confirmable) -> None:
+        self.end = end
+        self.batch = batch
+
+
+def fingerprint_of(first: bytes) -> str:
+    """Return the hex digest that identifies a file by its first line."""
+    return hashlib.blake2b(first, digest_size=16).hexdigest()
+
+
+class Source:
+    """Bytes in, records out. Subclasses say where the bytes come from."""
+
+    name: str
+
+    def __init__(self, service: str, max_line_bytes: int) -> None:
+        self.service = service
+        self.max_line_bytes = max_line_bytes
+        self.parser: LineParser | None = None
+        self.ready: list[tuple[LogRecord, int]] = []
+        self.pos = 0  # bytes consumed from the source
+        self.lines = 0
+        self.bytes = 0
+        self.eof = False
+        self.marks: deque[Mark] = deque()
+        self.checkpointed = 0  # offset up to which every record is confirmed
+        self.idle_since = 0.0
+        self._buffer = b""
+        self._long: _LongLine | None = None
+
+    def start_parser(self, prefix: str, offset: int) -> None:
+        """Begin parsing at ``offset`` with record ids under ``prefix``."""
+        self.parser = LineParser(prefix, self.service)
+        self.parser.emitted_end = offset
+        self.pos = offset
+
+    def read(self, max_bytes: int) -> int:
+        """Read up to ``max_bytes`` and parse what forms complete lines; returns bytes read."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """At the true end of input: the partial last line becomes a line, the open record completes."""
+        if self.parser is None:
+            return
+        if self._long is not None:
+            self._emit_long(self.pos)
+        if self._buffer:
+            start = self.pos - len(self._buffer)
+            self._buffer, rest = b"", self._buffer
+            self._raw_line(rest, start, self.pos)
+        self.flush_record()
+
+    def flush_record(self) -> None:
+        """Complete the record still open (multi-line timeout or end of input)."""
+        if self.parser is not None:
+            record = self.parser.flush()
+            if record is not None:
+                self.ready.append((record, self.parser.emitted_end))
+
+    def close(self) -> None:
+        """Release what the source holds open."""
+        return None
+
+    @property
+    def has_open_record(self) -> bool:
+        return self.parser is not None and self.parser.pending_start is not None
+
+    # --- cutting bytes into lines ----------------------------------------------------------
+
+    def _take(self, data: bytes) -> None:
+        """Account ``data`` just read (already added to ``pos``) and parse its complete lines."""
+        self.bytes += len(data)
+        if self._long is not None:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._long.total += len(data)
+                return
+            self._long.total += newline
+            self._emit_long(self._long.start + self._long.total + 1)
+            data = data[newline + 1 :]
+        buf = self._buffer + data if self._buffer else data
+        base = self.pos - len(buf)
+        last = buf.rfind(b"\n")
+        if last < 0:
+            self._buffer = buf
+        else:
+            self._buffer = buf[last + 1 :]
+            self._lines(buf[:last], base)
+        if len(self._buffer) > self.max_line_bytes:
+            start = self.pos - len(self._buffer)
+            self._long = _LongLine(start, self._buffer[: self.max_line_bytes], len(self._buffer))
+            self._buffer = b""
+
+    def _emit_long(self, end: int) -> None:
+        long, self._long = self._long, None
+        assert long is not None
+        self._raw_line(long.head, long.start, end, {FLAG_TRUNCATED: long.total})
+
+    def _lines(self, block: bytes, base: int) -> None:
+        """Parse the newline-separated lines of ``block``, which starts at byte ``base``."""
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if (not text and block) or not text.isascii() or "\x00" in text or len(block) > self.max_line_bytes:
+            offset = base
+            for raw in block.split(b"\n"):
+                end = offset + len(raw) + 1
+                self._raw_line(raw, offset, end)
+                offset = end
+            return
+        parser = self.parser
+        assert parser is not None
+        ready = self.ready
+        offset = base
+        lines = text.split("\n")
+        self.lines += len(lines)
+        for line in lines:
+            end = offset + len(line) + 1
+            if line and line[-1] == "\r":
+                line = line[:-1]
+            record = parser.feed(line, offset, end)
+            if record is not None:
+                ready.append((record, parser.emitted_end))
+            offset = end
+
+    def _raw_line(self, raw: bytes, start: int, end: int, flags: dict[str, Any] | None = None) -> None:
+        """Parse one line the slow way: check its length, encoding and NUL bytes."""
+        if len(raw) > self.max_line_bytes:
+            flags = {**(flags or {}), FLAG_TRUNCATED: len(raw)}
+            raw = raw[: self.max_line_bytes]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("utf-8", "replace")
+            flags = {**(flags or {}), FLAG_INVALID_UTF8: True}
+        if "\x00" in line:
+            flags = {**(flags or {}), FLAG_NUL: True}
+        if line and line[-1] == "\r":
+            line = line[:-1]
+        self.lines += 1
+        assert self.parser is not None
+        record = self.parser.feed(line, start, end, flags)
+        if record is not None:
+            self.ready.append((record, self.parser.emitted_end))
+
+
+class StdinSource(Source):
+    """Standard input (or any pipe fd). Not resumable: no checkpoint."""
+
+    def __init__(self, service: str, max_line_bytes: int, fd: int = 0) -> None:
+        super().__init__(service, max_line_bytes)
+        self.name = "-"
+        self.fd = fd
+        self._head = b""
+
+    def read(self, max_bytes: int) -> int:
+        if self.eof:
+            return 0
+        readable, _, _ = select.select([self.fd], [], [], 0)
+        if not readable:
+            return 0
+        data = os.read(self.fd, max_bytes)
+        if not data:
+            self.eof = True
+            if self.parser is None:
+                self._start(self._head)
+                self._head, data = b"", self._head
+                self.pos = len(data)
+                self._take(data)
+            return 0
+        if self.parser is None:
+            # The id prefix comes from the stream's first line: the same bytes piped twice
+            # give the same ids. Hold the data until that line is complete.
+            self._head += data
+            newline = self._head.find(b"\n")
+            if newline < 0 and len(self._head) < FINGERPRINT_MAX:
+                return len(data)
+            self._start(self._head[: newline + 1] if newline >= 0 else self._head[:FINGERPRINT_MAX])
+            data, self._head = self._head, b""
+        self.pos += len(data)
+        self._take(data)
+        return len(data)
+
+    def _start(self, first: bytes) -> None:
+        self.start_parser(source_prefix(b"stdin:" + self.service.encode() + b":" + first), 0)
+
+
+class FileSource(Source):
+    """One open file, known by device, inode and the fingerprint of its first line.
+
+    Until the first line is complete (or ``FINGERPRINT_MAX`` bytes exist) the file is not
+    identified and not read: its identity, and so its record ids, must not change later.
+    """
+
+    def __init__(self, path: str, fd: int, st: os.stat_result, service: str, max_line_bytes: int) -> None:
+        super().__init__(service, max_line_bytes)
+        self.name = path
+        self.fd = fd
+        self.key = f"{st.st_dev}:{st.st_ino}"
+        self.fingerprint: str | None = None
+        self.fingerprint_len = 0
+        self.prefix: str | None = None
+        self.moved_since: float | None = None  # when the path stopped pointing at this file
+        self.superseded = False  # truncated: a new source took over this inode
+        self.from_end = False  # start at the end when first seen (``--from-end``)
+
+    def head(self, size: int) -> bytes:
+        return os.pread(self.fd, size, 0)
+
+    def first_line(self, final: bool) -> bytes | None:
+        """Return the identifying first line, or None while it is incomplete."""
+        head = self.head(FINGERPRINT_MAX)
+        newline = head.find(b"\n")
+        if newline >= 0:
+            return head[: newline + 1]
+        if len(head) >= FINGERPRINT_MAX or (final and head):
+            return head
+        return None
+
+    def identify(self, first: bytes, derive_from: str | None = None) -> None:
+        """Fix this file's identity; ``derive_from`` is the prefix of the content it replaced."""
+        self.fingerprint = fingerprint_of(first)
+        self.fingerprint_len = len(first)
+        seed = (derive_from or self.key).encode()
+        self.prefix = source_prefix(seed + b":" + first)
+
+    def same_content(self, fingerprint: str, length: int) -> bool:
+        """Whether the file still starts with the line it had when fingerprinted."""
+        head = self.head(length)
+        return len(head) == length and fingerprint_of(head) == fingerprint
+
+    def begin(self, offset: int) -> None:
+        """Start reading (and parsing) at ``offset``."""
+        assert self.prefix is not None
+        os.lseek(self.fd, offset, os.SEEK_SET)
+        self.checkpointed = offset
+        self.start_parser(self.prefix, offset)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def read(self, max_bytes: int) -> int:
+        if self.parser is None:
+            return 0
+        data = os.read(self.fd, max_bytes)
+        if not data:
+            self.eof = True
+            return 0
+        self.eof = False
+        self.pos += len(data)
+        self._take(data)
+        return len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)

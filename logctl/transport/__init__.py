@@ -1,0 +1,39 @@
+"""The one package that talks AMQP (kombu over py-amqp).
+
+Everything above it sees our types: ``Broker`` (a connection), ``Publisher``
+(confirmed, pipelined publishing that survives reconnects), ``QueueReader``
+(deliveries with manual acks), ``Delivery`` and ``Topology``. kombu and amqp exceptions
+are turned into LogctlErrors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from logctl.transport.connection import Broker, Delivery, translate, translated
+from logctl.transport.publisher import Outgoing, Publisher
+from logctl.transport.reader import QueueReader
+from logctl.transport.topology import (
+    Topology,
+    declare_consumer_queue,
+    declare_counter_queue,
+    declare_tail_queue,
+    declare_topology,
+    queue_depth,
+    topology_of,
+)
+
+__all__ = [
+    "Broker",
+    "Delivery",
+    "Outgoing",
+    "Publisher",
+    "QueueReader",
+    "Topology",
+    "declare_consumer_queue",
+    "declare_counter_queue",
+    "declare_tail_queue",
+    "declare_topology",
+    "queue_depth",
+    "topology_of",
+    "translate",
+    "translated",
+]

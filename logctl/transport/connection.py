@@ -1,0 +1,173 @@
+"""Connections: ``Broker`` opens one with bounded retries; ``translate`` maps errors."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import amqp
+import amqp.exceptions
+import kombu
+
+from logctl.config import Settings, mask_url
+from logctl.errors import AuthError, BrokerError, BrokerUnreachable, LogctlError, NotFound
+
+Notify = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
+
+
+def translate(exc: BaseException, url: str) -> LogctlError:
+    """Return the LogctlError an operator should see for a kombu/amqp/socket exception."""
+    where = _where(url)
+    user = urlsplit(url).username or "guest"
+    if isinstance(exc, amqp.exceptions.AccessRefused):
+        return AuthError(
+            f"broker at {where} refused the login for user {user!r}: check the password in --url/LOGCTL_URL"
+        )
+    if isinstance(exc, amqp.exceptions.NotAllowed):
+        vhost = urlsplit(url).path[1:] or "/"
+        return AuthError(f"broker at {where} does not let {user!r} into vhost {vhost!r}: does it exist?")
+    if isinstance(exc, amqp.exceptions.NotFound):
+        return NotFound(f"broker at {where}: {exc.reply_text}")
+    if isinstance(exc, amqp.exceptions.PreconditionFailed):
+        return BrokerError(f"broker at {where} refused a declaration: {exc.reply_text}")
+    if isinstance(exc, amqp.exceptions.AMQPError):
+        return BrokerError(f"broker at {where}: {exc}")
+    if isinstance(exc, socket.gaierror):
+        return BrokerUnreachable(f"cannot resolve broker host in {mask_url(url)}: {exc.strerror}")
+    if isinstance(exc, ConnectionRefusedError):
+        return BrokerUnreachable(f"cannot reach broker at {where}: connection refused (is RabbitMQ running?)")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return BrokerUnreachable(f"cannot reach broker at {where}: timed out")
+    if isinstance(exc, OSError | amqp.exceptions.RecoverableConnectionError | ConnectionError):
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return BrokerUnreachable(f"lost or could not open the connection to {where}: {reason}")
+    return BrokerError(f"broker at {where}: {type(exc).__name__}: {exc}")
+
+
+_AUTH_ERRORS = (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed)
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    amqp.exceptions.RecoverableConnectionError,
+    amqp.exceptions.ConnectionForced,
+    amqp.exceptions.ConnectionError,
+)
+
+
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Turn kombu/amqp/socket exceptions raised inside the block into LogctlErrors."""
+    try:
+        yield
+    except LogctlError:
+        raise
+    except (amqp.exceptions.AMQPError, OSError, ConnectionError) as exc:
+        raise translate(exc, url) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message taken from a queue, in our terms."""
+
+    body: bytes
+    content_type: str | None
+    message_id: str | None
+    delivery_tag: int
+    routing_key: str
+    exchange: str
+    redelivered: bool
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Broker:
+    """One AMQP connection. Use as a context manager; it never outlives the command."""
+
+    def __init__(self, settings: Settings, notify: Notify = _quiet) -> None:
+        self.settings = settings
+        self.notify = notify
+        self.blocked = False
+        self._conn: kombu.Connection | None = None
+
+    def __enter__(self) -> Broker:
+        self.connect(self.settings.connect_retries)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def connect(self, retries: int) -> None:
+        """Open the connection, retrying ``retries`` times with backoff; auth failures are final."""
+        delay = 0.5
+        for attempt in range(retries + 1):
+            conn = kombu.Connection(
+                self.settings.url,
+                connect_timeout=self.settings.connect_timeout,
+                heartbeat=self.settings.heartbeat,
+                transport_options={"on_blocked": self._on_blocked, "on_unblocked": self._on_unblocked},
+            )
+            try:
+                conn.connect()
+            except _AUTH_ERRORS as exc:
+                conn.release()
+                raise translate(exc, self.settings.url) from exc
+            except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
+                conn.release()
+                if attempt == retries:
+                    raise translate(exc, self.settings.url) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._conn = conn
+            self.blocked = False
+            return
+
+    def close(self) -> None:
+        """Close the connection, ignoring errors of a connection already gone."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.release()
+            self._conn = None
+
+    @property
+    def connection(self) -> kombu.Connection:
+        if self._conn is None:
+            raise BrokerUnreachable(f"not connected to {_where(self.settings.url)}")
+        return self._conn
+
+    def channel(self) -> Any:
+        """Return a new py-amqp channel on this connection."""
+        with translated(self.settings.url):
+            return self.connection.channel()
+
+    def drain(self, timeout: float) -> bool:
+        """Process incoming frames for up to ``timeout`` seconds; False if nothing came."""
+        conn = self.connection
+        try:
+            conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            conn.heartbeat_check()
+            return False
+        return True
+
+    def _on_blocked(self, reason: str) -> None:
+        self.blocked = True
+        self.notify(f"broker blocked publishing ({reason}); waiting")
+
+    def _on_unblocked(self) -> None:
+        self.blocked = False
+        self.notify("broker unblocked publishing; resuming")

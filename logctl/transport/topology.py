@@ -1,0 +1,147 @@
+"""Topology: the exchanges and queues logctl declares."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kombu
+
+from logctl.config import Settings
+from logctl.transport.connection import Broker, translated
+
+# Names derived from the main exchange (``logs`` by default).
+UNROUTED_SUFFIX = ".unrouted"
+DLX_SUFFIX = ".dlx"
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The exchanges and queues logctl relies on, named after the main exchange.
+
+    ``default_queue`` (bound to ``#``) is where records wait for ``logctl consume`` when
+    nobody declared another queue; ``None`` leaves it out.
+    """
+
+    exchange: str
+    default_queue: str | None = None
+
+    @property
+    def unrouted_exchange(self) -> str:
+        return self.exchange + UNROUTED_SUFFIX
+
+    @property
+    def unrouted_queue(self) -> str:
+        return self.exchange + UNROUTED_SUFFIX
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return self.exchange + DLX_SUFFIX
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self.exchange + DLQ_SUFFIX
+
+
+def declare_topology(broker: Broker, topology: Topology) -> None:
+    """Declare the main topic exchange with its alternate exchange, and the dead-letter pair."""
+    with translated(broker.settings.url):
+        channel = broker.channel()
+        try:
+            unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
+            unrouted.declare(channel=channel)
+            kombu.Queue(
+                topology.unrouted_queue,
+                unrouted,
+                durable=True,
+                queue_arguments={"x-queue-type": "quorum"},
+            ).declare(channel=channel)
+            main = kombu.Exchange(
+                topology.exchange,
+                "topic",
+                durable=True,
+                arguments={"alternate-exchange": topology.unrouted_exchange},
+            )
+            main.declare(channel=channel)
+            dlx = kombu.Exchange(topology.dead_letter_exchange, "fanout", durable=True)
+            dlx.declare(channel=channel)
+            kombu.Queue(
+                topology.dead_letter_queue, dlx, durable=True, queue_arguments={"x-queue-type": "quorum"}
+            ).declare(channel=channel)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    if topology.default_queue:
+        declare_consumer_queue(broker, topology, topology.default_queue, ("#",))
+
+
+def declare_consumer_queue(
+    broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], queue_type: str = "quorum"
+) -> None:
+    """Declare a durable consumer queue, dead-lettering to the DLX, bound by ``patterns``."""
+    arguments: dict[str, Any] = {"x-queue-type": queue_type, "x-dead-letter-exchange": topology.dead_letter_exchange}
+    if queue_type == "quorum":
+        arguments["x-delivery-limit"] = broker.settings.delivery_limit
+    with translated(broker.settings.url):
+        channel = broker.channel()
+        try:
+            exchange = kombu.Exchange(topology.exchange, "topic", durable=True, no_declare=True)
+            q = kombu.Queue(queue, exchange, durable=True, queue_arguments=arguments, bindings=[])
+            q.declare(channel=channel)
+            for pattern in patterns:
+                channel.queue_bind(queue, topology.exchange, pattern)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+
+def declare_tail_queue(
+    broker: Broker,
+    channel: Any,
+    exchange: str,
+    patterns: Sequence[str],
+    max_length: int,
+    overflow_to: str | None = None,
+) -> str:
+    """Declare a server-named exclusive queue bounded to ``max_length`` messages.
+
+    The oldest messages are dropped past the bound; with ``overflow_to`` they are
+    dead-lettered to that queue instead, so the dropped ones can be counted.
+    """
+    arguments: dict[str, Any] = {"x-max-length": max_length, "x-overflow": "drop-head"}
+    if overflow_to is not None:
+        arguments.update({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": overflow_to})
+    with translated(broker.settings.url):
+        name, _count, _consumers = channel.queue_declare("", exclusive=True, auto_delete=True, arguments=arguments)
+        for pattern in patterns:
+            channel.queue_bind(name, exchange, pattern)
+    return str(name)
+
+
+def declare_counter_queue(broker: Broker, channel: Any, max_length: int) -> str:
+    """Declare a server-named exclusive queue that only collects messages to be counted."""
+    arguments = {"x-max-length": max_length, "x-overflow": "drop-head"}
+    with translated(broker.settings.url):
+        name, _count, _consumers = channel.queue_declare("", exclusive=True, auto_delete=True, arguments=arguments)
+    return str(name)
+
+
+def queue_depth(broker: Broker, queue: str) -> int:
+    """Return how many messages wait in ``queue``; NotFound if it does not exist."""
+    with translated(broker.settings.url):
+        channel = broker.channel()
+        try:
+            _name, count, _consumers = channel.queue_declare(queue, passive=True)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return int(count)
+
+
+def topology_of(settings: Settings) -> Topology:
+    """Return the topology the settings name (``default_queue = "none"`` leaves that queue out)."""
+    default = settings.default_queue if settings.default_queue.lower() not in ("", "none") else None
+    return Topology(settings.exchange, default)
