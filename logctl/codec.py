@@ -34,9 +34,12 @@ _LEVELS = {lvl.value: lvl for lvl in Level}
 
 
 def _row(record: LogRecord) -> list[Any]:
+    # Level is a StrEnum: msgpack and orjson write it as its string value.
+    # Whole seconds rounded from the float, microseconds added exactly: float alone loses
+    # a microsecond on some dates.
     ts = record.timestamp
-    micros = (ts - _EPOCH) // timedelta(microseconds=1)
-    return [record.id, micros, record.level.value, record.service, record.message, record.trace_id, record.attrs]
+    micros = round(ts.timestamp() - ts.microsecond / 1e6) * 1_000_000 + ts.microsecond
+    return [record.id, micros, record.level, record.service, record.message, record.trace_id, record.attrs]
 
 
 def _default(value: object) -> object:

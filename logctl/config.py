@@ -84,7 +84,7 @@ class Settings:
     connect_timeout: float = 5.0
     heartbeat: int = 30
     delivery_limit: int = 5
-    default_queue: str = "logs.default"
+    default_queue: str = ""  # "" = <exchange>.default; "none" = no default queue
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:

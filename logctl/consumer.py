@@ -15,7 +15,7 @@ from logctl.codec import decode
 from logctl.errors import BadInput, BrokerUnreachable
 from logctl.records import LogRecord
 from logctl.sinks import Sink
-from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_consumer_queue, declare_topology
+from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_topology, ensure_consumer_queue
 
 RECONNECT_BACKOFF_MAX = 30.0
 
@@ -42,7 +42,7 @@ class ConsumeOptions:
     """How to consume: which queue, bound how, in which batches, until when."""
 
     queue: str
-    patterns: tuple[str, ...] = ("#",)
+    patterns: tuple[str, ...] = ()  # extra bindings; a queue declared anew gets "#" if empty
     batch_size: int = 1000
     linger_s: float = 0.2
     prefetch: int = 100
@@ -94,7 +94,7 @@ def consume(
 ) -> ConsumeStats:
     """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough."""
     declare_topology(broker, topology)
-    declare_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
+    ensure_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
     stats = ConsumeStats()
     reader = QueueReader(broker, options.queue, options.prefetch)
     last_activity = time.monotonic()

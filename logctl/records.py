@@ -33,12 +33,15 @@ class Level(StrEnum):
 _RANK = {lvl: i for i, lvl in enumerate(Level)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogRecord:
-    """One structured log record.
+    """One structured log record; treat it as immutable.
 
     ``id`` is stable: the same bytes of the same source always give the same id, so
     sinks that key on it drop redeliveries and re-shipped lines.
+
+    Not ``frozen``: a frozen dataclass's __init__ costs 3x (1.6 vs 0.5 us), paid once
+    per line on the ship hot path.
     """
 
     id: str

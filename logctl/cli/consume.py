@@ -8,9 +8,10 @@ import typer
 
 from logctl.cli.app import ConfigOpt, ExchangeOpt, StateDirOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
 from logctl.consumer import ConsumeOptions, ConsumeStats, consume
+from logctl.errors import ConfigError
 from logctl.render import summary_line
 from logctl.sinks import default_sink_uri, open_sink
-from logctl.transport import Broker, topology_of
+from logctl.transport import Broker, default_queue_name, topology_of
 from logctl.units import parse_duration
 
 
@@ -23,8 +24,12 @@ from logctl.units import parse_duration
 )
 @edge
 def consume_cmd(
-    queue: Annotated[str, typer.Option(help="Durable queue to drain (declared if missing)")] = "logs.default",
-    bind: Annotated[list[str] | None, typer.Option(help="Routing pattern to bind (repeatable) [default: #]")] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Durable queue to drain, declared if missing [default: <exchange>.default]")
+    ] = None,
+    bind: Annotated[
+        list[str] | None, typer.Option(help="Routing pattern to bind (repeatable); a new queue gets # if none")
+    ] = None,
     sink: Annotated[
         str | None, typer.Option(help="sqlite:///PATH, file:///PATH or stdout [default: SQLite in state dir]")
     ] = None,
@@ -56,9 +61,12 @@ def consume_cmd(
         batch_size=batch_size,
         linger_ms=linger_ms,
     )
+    queue_name = queue or default_queue_name(settings)
+    if queue_name is None:
+        raise ConfigError("default_queue is 'none': name the queue with --queue")
     options = ConsumeOptions(
-        queue=queue,
-        patterns=tuple(bind or ("#",)),
+        queue=queue_name,
+        patterns=tuple(bind or ()),
         batch_size=settings.batch_size,
         linger_s=settings.linger_ms / 1000,
         prefetch=settings.prefetch,

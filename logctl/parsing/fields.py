@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -179,14 +178,17 @@ TRACE_KEYS = (
 )
 
 
-def _take(obj: dict[str, Any], keys: tuple[str, ...], convert: Callable[[str, Any], Any]) -> Any:
-    for key in keys:
-        if key in obj:
-            found = convert(key, obj[key])
-            if found is not None:
-                del obj[key]
-                return found
-    return None
+# Each known key's role and rank (lower wins when an object has several for one role).
+_ROLES: dict[str, tuple[str, int]] = {}
+for _role, _keys in (
+    ("time", TIME_KEYS),
+    ("level", LEVEL_KEYS),
+    ("message", MESSAGE_KEYS),
+    ("service", SERVICE_KEYS),
+    ("trace", TRACE_KEYS),
+):
+    for _rank, _key in enumerate(_keys):
+        _ROLES[_key] = (_role, _rank)
 
 
 def _take_nested(obj: dict[str, Any], outer: str, inner: str) -> Any:
@@ -200,23 +202,72 @@ def _take_nested(obj: dict[str, Any], outer: str, inner: str) -> Any:
     return None
 
 
+def _roles_of(obj: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """One pass over the keys: for each role, the best-ranked key present."""
+    found: dict[str, tuple[int, str]] = {}
+    roles = _ROLES
+    for key in obj:
+        hit = roles.get(key)
+        if hit is not None:
+            role, rank = hit
+            current = found.get(role)
+            if current is None or rank < current[0]:
+                found[role] = (rank, key)
+    return found
+
+
 def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
-    """Map the fields of a structured line (JSON or logfmt) to a record; ``obj`` is consumed."""
-    level = _take(obj, LEVEL_KEYS, lambda _k, v: level_from_value(v))
-    if level is None:
+    """Map the fields of a structured line (JSON or logfmt) to a record; ``obj`` is consumed.
+
+    A value that does not convert (a level of ``"banana"``) stays in attrs.
+    """
+    found = _roles_of(obj)
+    level = timestamp = service = trace_id = message = None
+    if "level" in found:
+        key = found["level"][1]
+        level = level_from_value(obj[key])
+        if level is not None:
+            del obj[key]
+    elif isinstance(obj.get("log"), dict):
         level = level_from_value(_take_nested(obj, "log", "level"))
-    is_pino = "v" in obj and "pid" in obj and "hostname" in obj
-    timestamp = _take(obj, TIME_KEYS, lambda _k, v: time_from_value(v))
-    service = _take(obj, SERVICE_KEYS, lambda _k, v: v if isinstance(v, str) and v else None)
+    if "time" in found:
+        key = found["time"][1]
+        timestamp = time_from_value(obj[key])
+        if timestamp is not None:
+            del obj[key]
+    if "service" in found:
+        key = found["service"][1]
+        value = obj[key]
+        if isinstance(value, str) and value:
+            service = value
+            del obj[key]
     if service is None:
-        service = _take_nested(obj, "service", "name") or _take_nested(obj, "serviceContext", "service")
-        if service is None and is_pino and isinstance(obj.get("name"), str):
-            service = obj.pop("name")
-    trace_id = _take(obj, TRACE_KEYS, trace_from_value)
-    if trace_id is None:
+        service = _nested_service(obj)
+    if "trace" in found:
+        key = found["trace"][1]
+        trace_id = trace_from_value(key, obj[key])
+        if trace_id is not None:
+            del obj[key]
+    if trace_id is None and isinstance(obj.get("trace"), dict):
         nested = _take_nested(obj, "trace", "id")
         trace_id = str(nested) if nested is not None else None
-    message = _take(obj, MESSAGE_KEYS, lambda _k, v: v if isinstance(v, str) else None)
-    if message is None:
-        message = raw
-    return Parsed(message, level, timestamp, service, trace_id, obj)
+    if "message" in found:
+        key = found["message"][1]
+        value = obj[key]
+        if isinstance(value, str):
+            message = value
+            del obj[key]
+    return Parsed(raw if message is None else message, level, timestamp, service, trace_id, obj)
+
+
+def _nested_service(obj: dict[str, Any]) -> str | None:
+    """ECS ``service.name``, GCP ``serviceContext.service``, or pino/bunyan's ``name``."""
+    for outer, inner in (("service", "name"), ("serviceContext", "service")):
+        if isinstance(obj.get(outer), dict):
+            value = _take_nested(obj, outer, inner)
+            if isinstance(value, str) and value:
+                return value
+    if "v" in obj and "pid" in obj and "hostname" in obj and isinstance(obj.get("name"), str):
+        name: str = obj.pop("name")
+        return name
+    return None

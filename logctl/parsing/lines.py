@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
-from logctl.parsing.text import TEXT_PARSERS, TextFormat
+from logctl.parsing.text import CANDIDATES, TextFormat, first_char_class
 from logctl.records import Level, LogRecord, now_utc, record_id
 
 MAX_CONTINUATION_LINES = 1000
@@ -120,7 +120,7 @@ class LineParser:
             parsed = last.parse(line)
             if parsed is not None:
                 return parsed
-        for fmt in TEXT_PARSERS:
+        for fmt in CANDIDATES[first_char_class(line)]:
             if fmt is not last:
                 parsed = fmt.parse(line)
                 if parsed is not None:

@@ -330,3 +330,40 @@ TEXT_PARSERS: tuple[TextFormat, ...] = (
     TextFormat("level_first", _LEVEL_FIRST, _build_level_first),
     TextFormat("ts_only", _TS_ONLY, _build_ts_only),
 )
+
+
+def _starts(fmt: TextFormat) -> str:
+    """Which first characters a format's lines can have: d(igit), <, [, U(pper), o(ther)."""
+    return {
+        "syslog5424": "<",
+        "syslog3164": "<U",
+        "access": "dUo",  # client address or host name
+        "postgres": "d",
+        "nginx_error": "d",
+        "apache_error": "[",
+        "redis": "d",
+        "klog": "U",
+        "ruby": "U",
+        "syslog_iso": "d",
+        "ts_level": "d",
+        "level_first": "[U",
+        "ts_only": "d",
+    }[fmt.name]
+
+
+def first_char_class(line: str) -> str:
+    """Return the class of a line's first character used to pick candidate formats."""
+    first = line[0]
+    if first.isdigit():
+        return "d"
+    if first in "<[":
+        return first
+    if "A" <= first <= "Z":
+        return "U"
+    return "o"
+
+
+# Candidate formats per first-character class, in TEXT_PARSERS order.
+CANDIDATES: dict[str, tuple[TextFormat, ...]] = {
+    cls: tuple(f for f in TEXT_PARSERS if cls in _starts(f)) for cls in ("d", "<", "[", "U", "o")
+}

@@ -17,7 +17,10 @@ from logctl.transport.topology import (
     declare_counter_queue,
     declare_tail_queue,
     declare_topology,
+    default_queue_name,
+    ensure_consumer_queue,
     queue_depth,
+    queue_exists,
     topology_of,
 )
 
@@ -32,7 +35,10 @@ __all__ = [
     "declare_counter_queue",
     "declare_tail_queue",
     "declare_topology",
+    "default_queue_name",
+    "ensure_consumer_queue",
     "queue_depth",
+    "queue_exists",
     "topology_of",
     "translate",
     "translated",

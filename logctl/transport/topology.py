@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import amqp.exceptions
 import kombu
 
 from logctl.config import Settings
@@ -129,6 +130,42 @@ def declare_counter_queue(broker: Broker, channel: Any, max_length: int) -> str:
     return str(name)
 
 
+def queue_exists(broker: Broker, queue: str) -> bool:
+    """Whether ``queue`` exists (a passive declare, on a channel of its own since a miss closes it)."""
+    channel = broker.channel()
+    try:
+        channel.queue_declare(queue, passive=True)
+    except amqp.exceptions.NotFound:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+    return True
+
+
+def ensure_consumer_queue(
+    broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], queue_type: str = "quorum"
+) -> None:
+    """Use an existing queue as it is (adding only the bindings asked for); declare a missing one.
+
+    A missing queue is bound to ``patterns``, or to ``#`` when none are given.
+    """
+    with translated(broker.settings.url):
+        exists = queue_exists(broker, queue)
+    if not exists:
+        declare_consumer_queue(broker, topology, queue, patterns or ("#",), queue_type)
+        return
+    if patterns:
+        with translated(broker.settings.url):
+            channel = broker.channel()
+            try:
+                for pattern in patterns:
+                    channel.queue_bind(queue, topology.exchange, pattern)
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+
+
 def queue_depth(broker: Broker, queue: str) -> int:
     """Return how many messages wait in ``queue``; NotFound if it does not exist."""
     with translated(broker.settings.url):
@@ -141,7 +178,13 @@ def queue_depth(broker: Broker, queue: str) -> int:
     return int(count)
 
 
+def default_queue_name(settings: Settings) -> str | None:
+    """Return the default consumer queue: the setting, else ``<exchange>.default``; None if "none"."""
+    if settings.default_queue.lower() == "none":
+        return None
+    return settings.default_queue or f"{settings.exchange}.default"
+
+
 def topology_of(settings: Settings) -> Topology:
-    """Return the topology the settings name (``default_queue = "none"`` leaves that queue out)."""
-    default = settings.default_queue if settings.default_queue.lower() not in ("", "none") else None
-    return Topology(settings.exchange, default)
+    """Return the topology the settings name."""
+    return Topology(settings.exchange, default_queue_name(settings))

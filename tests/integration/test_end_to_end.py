@@ -1,0 +1,106 @@
+"""ship -> broker -> consume -> SQLite, counted end to end on the real broker."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Env, run_logctl
+
+pytestmark = pytest.mark.integration
+
+FORMATS = [
+    '{{"time":"2026-11-27T11:32:10.123Z","level":"INFO","msg":"req {i}","service":"api"}}',
+    'time=2026-11-27T11:32:10Z level=warn msg="slow {i}" service=db',
+    '127.0.0.1 - - [27/Nov/2026:11:32:10 +0000] "GET /item/{i} HTTP/1.1" 500 512 "-" "curl/8"',
+    "2026-11-27 11:32:10,123 - worker - ERROR - job {i} failed",
+    "<13>Nov 27 11:32:10 host1 cron[42]: tick {i}",
+]
+
+
+def write_mixed(path: Path, count: int) -> None:
+    with path.open("w") as fh:
+        for i in range(count):
+            fh.write(FORMATS[i % len(FORMATS)].format(i=i) + "\n")
+
+
+def rows(db: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select id, level, message from records").fetchall()
+
+
+def test_100k_lines_arrive_exactly_once_and_reshipping_adds_nothing(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "mixed.log"
+    write_mixed(log, 100_000)
+    db = tmp_path / "out.db"
+
+    shipped = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert shipped.returncode == 0, shipped.stderr
+    assert "lines=100000" in shipped.stderr
+    consumed = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env)
+    assert consumed.returncode == 0, consumed.stderr
+
+    got = rows(db)
+    assert len(got) == 100_000
+    assert len({r[0] for r in got}) == 100_000
+    messages = {r[2] for r in got}
+    for i in (0, 1, 2, 3, 4, 99_999):
+        expected = {0: f"req {i}", 1: f"slow {i}", 3: f"job {i} failed", 4: f"tick {i}"}.get(i % 5)
+        if expected is not None:
+            assert expected in messages
+    assert sum(1 for r in got if r[1] == "ERROR") == 40_000  # access 500s and worker errors
+
+    # Same file again with the checkpoints gone: same ids, so no new row.
+    for state in env.state_dir.iterdir():
+        state.unlink()
+    again = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert again.returncode == 0, again.stderr
+    consumed = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env)
+    assert "duplicates=100000" in consumed.stderr
+    assert len(rows(db)) == 100_000
+
+
+def test_checkpoint_means_a_second_ship_sends_nothing(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    write_mixed(log, 500)
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    second = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert "records=0" in second.stderr
+    status = run_logctl(["ship", "--status", "--output", "json"], env)
+    assert status.returncode == 0, status.stderr
+    import json
+
+    (entry,) = [json.loads(line) for line in status.stdout.splitlines()]
+    assert entry["path"] == str(log)
+    assert entry["offset"] == log.stat().st_size
+    assert entry["behind"] == 0
+
+
+def test_stdin_is_shipped_and_consumed_to_a_jsonl_file(env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    lines = "".join(f"line {i}\n" for i in range(1000))
+    shipped = run_logctl(["ship", "-", "--service", "pipe"], env, input=lines)
+    assert shipped.returncode == 0, shipped.stderr
+    consumed = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"file://{out}"], env)
+    assert consumed.returncode == 0, consumed.stderr
+    import json
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["message"] for r in records) == sorted(f"line {i}" for i in range(1000))
+    assert {r["service"] for r in records} == {"pipe"}
+    assert set(records[0]) == {"id", "timestamp", "level", "service", "message", "trace_id", "attrs"}
+
+
+def test_records_published_before_any_consumer_queue_are_kept_not_dropped(env: Env, tmp_path: Path) -> None:
+    env["LOGCTL_DEFAULT_QUEUE"] = "none"  # no queue bound at all: the alternate exchange must catch them
+    log = tmp_path / "early.log"
+    write_mixed(log, 50)
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    db = tmp_path / "unrouted.db"
+    consumed = run_logctl(
+        ["consume", "--queue", f"{env.exchange}.unrouted", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    assert len(rows(db)) == 50

@@ -1,0 +1,157 @@
+"""Every supported format, multi-line joining, level synonyms and trace ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from logctl.parsing import parse_text
+from logctl.parsing.fields import level_from_word
+from logctl.records import Level
+
+
+def one(line: str, service: str = "svc"):
+    records = parse_text(line, "p", service)
+    assert len(records) == 1, records
+    return records[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "service", "message", "trace_id"),
+    [
+        # Go slog
+        ('{"time":"2026-11-27T11:32:10.123Z","level":"INFO","msg":"hello","user":"bob"}', "INFO", "svc", "hello", None),
+        # zap
+        ('{"level":"dpanic","ts":1764243130.5,"caller":"m.go:1","msg":"z","service":"api"}', "FATAL", "api", "z", None),
+        # pino / bunyan numeric level, name is the app
+        ('{"level":50,"time":1764243130123,"pid":1,"hostname":"h","name":"shop","msg":"p","v":1}', "ERROR", "shop", "p", None),
+        # Elastic ECS
+        (
+            '{"@timestamp":"2026-11-27T11:32:10Z","log":{"level":"warning"},"message":"e",'
+            '"service":{"name":"cart"},"trace":{"id":"abc123"}}',
+            "WARN",
+            "cart",
+            "e",
+            "abc123",
+        ),
+        # logrus
+        ('{"level":"warning","msg":"lr","time":"2026-11-27T11:32:10+01:00","traceId":"t-1"}', "WARN", "svc", "lr", "t-1"),
+        # Google Cloud
+        (
+            '{"severity":"CRITICAL","message":"g","logging.googleapis.com/trace":"projects/p/traces/0af7651916cd43dd"}',
+            "FATAL",
+            "svc",
+            "g",
+            "0af7651916cd43dd",
+        ),
+        # W3C traceparent in logfmt
+        (
+            "ts=2026-11-27T11:32:10Z level=eror msg=\"lf x\" traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ERROR",
+            "svc",
+            "lf x",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        ),
+        # syslog RFC 5424: level from PRI severity (165 = local4.notice), service from app name
+        ("<165>1 2026-11-27T11:32:10.123Z host1 myapp 123 ID47 - started", "INFO", "myapp", "started", None),
+        # syslog RFC 3164 (11 = user.err)
+        ("<11>Nov 27 11:32:10 host2 sshd[42]: denied", "ERROR", "sshd", "denied", None),
+        # syslog file without PRI
+        ("Nov 27 11:32:10 host2 cron[7]: tick", "INFO", "cron", "tick", None),
+        # nginx error log
+        ("2026/11/27 11:32:10 [crit] 12#0: *1 upstream gone", "FATAL", "svc", "*1 upstream gone", None),
+        # Apache error log
+        ("[Fri Nov 27 11:32:10.123456 2026] [core:error] [pid 123] [client 1.2.3.4:5] denied", "ERROR", "svc", "denied", None),
+        # PostgreSQL
+        ("2026-11-27 11:32:10.123 UTC [4242] ERROR:  relation missing", "ERROR", "svc", "relation missing", None),
+        # Redis
+        ("4242:M 27 Nov 2026 11:32:10.123 # low memory", "WARN", "svc", "low memory", None),
+        # klog
+        ("W1127 11:32:10.123456    1234 main.go:42] careful", "WARN", "svc", "careful", None),
+        # Rails / Ruby Logger
+        ("E, [2026-11-27T11:32:10.123456 #1234] ERROR -- web: boom", "ERROR", "web", "boom", None),
+        # logback
+        ("2026-11-27 11:32:10.123 [main] INFO  com.example.App - up", "INFO", "svc", "up", None),
+        # Spring Boot
+        ("2026-11-27T11:32:10.123Z  WARN 1234 --- [main] c.e.Spring : spring", "WARN", "svc", "spring", None),
+        # Python logging, common format, trace id written in the text
+        ("2026-11-27 11:32:10,123 - app.db - CRITICAL - down trace_id=deadbeef01", "FATAL", "svc", "down trace_id=deadbeef01", "deadbeef01"),
+        # Python basicConfig
+        ("WARNING:root:basic", "WARN", "svc", "basic", None),
+    ],
+)
+def test_format_is_detected_and_mapped(line: str, level: str, service: str, message: str, trace_id: str | None) -> None:
+    record = one(line)
+    assert (record.level.value, record.service, record.message, record.trace_id) == (level, service, message, trace_id)
+
+
+@pytest.mark.parametrize(("status", "level"), [(200, "INFO"), (404, "WARN"), (503, "ERROR")])
+def test_access_log_level_follows_http_status(status: int, level: str) -> None:
+    record = one(f'10.0.0.1 - bob [27/Nov/2026:11:32:10 +0100] "GET /x HTTP/1.1" {status} 12 "-" "curl/8"')
+    assert record.level.value == level
+    assert record.attrs["status"] == status
+    assert record.attrs["user"] == "bob"
+    assert record.timestamp.isoformat() == "2026-11-27T10:32:10+00:00"
+
+
+def test_docker_json_file_wrapper_parses_the_inner_line() -> None:
+    record = one('{"log":"{\\"level\\":\\"error\\",\\"msg\\":\\"inner\\"}\\n","stream":"stderr","time":"2026-11-27T11:32:10Z"}')
+    assert (record.level, record.message, record.attrs["stream"]) == (Level.ERROR, "inner", "stderr")
+
+
+def test_timestamps_are_utc() -> None:
+    record = one('{"time":"2026-11-27T12:32:10.250+01:00","msg":"x"}')
+    assert record.timestamp.isoformat() == "2026-11-27T11:32:10.250000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("word", "level"),
+    [
+        ("warning", Level.WARN),
+        ("err", Level.ERROR),
+        ("eror", Level.ERROR),
+        ("crit", Level.FATAL),
+        ("dpanic", Level.FATAL),
+        ("notice", Level.INFO),
+        ("EMERG", Level.FATAL),
+        ("trace", Level.TRACE),
+        ("dbug", Level.DEBUG),
+    ],
+)
+def test_level_synonyms_normalise(word: str, level: Level) -> None:
+    assert level_from_word(word) is level
+
+
+def test_python_traceback_joins_the_record_above() -> None:
+    text = (
+        "2026-11-27 11:32:10,123 ERROR failed\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "ValueError: bad\n"
+        "2026-11-27 11:32:11,000 INFO next\n"
+    )
+    records = parse_text(text, "p", "s")
+    assert [r.level for r in records] == [Level.ERROR, Level.INFO]
+    assert records[0].message.endswith("ValueError: bad")
+    assert records[0].message.count("\n") == 3
+
+
+def test_java_stack_trace_indented_lines_join() -> None:
+    text = "Exception in thread main java.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\nnext"
+    records = parse_text(text, "p", "s")
+    assert len(records) == 2
+    assert records[0].message.count("\tat ") == 2
+
+
+def test_unrecognised_lines_become_info_records_each() -> None:
+    records = parse_text("just text\nmore text\n", "p", "s")
+    assert [(r.level, r.message) for r in records] == [(Level.INFO, "just text"), (Level.INFO, "more text")]
+
+
+def test_ids_are_prefix_and_byte_offset() -> None:
+    records = parse_text("a\nbé\nc\n", "p", "s")
+    assert [r.id for r in records] == ["p-000000000000", "p-000000000002", "p-000000000006"]
+
+
+def test_malformed_json_is_kept_as_text() -> None:
+    record = one('{"level": "info", "msg": ')
+    assert record.message == '{"level": "info", "msg": '
