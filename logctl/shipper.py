@@ -159,7 +159,7 @@ class Shipper:
 
     def run(self, stop: Callable[[], bool]) -> ShipStats:
         """Ship until the input ends (no-follow, stdin) or ``stop()``; then flush and checkpoint."""
-        self._check_literal_paths()
+        check_paths(self._file_patterns)
         watcher = Watcher(self._file_patterns) if self.options.follow and self._file_patterns else None
         if watcher is not None:
             watcher.__enter__()
@@ -313,17 +313,6 @@ class Shipper:
 
     # --- finding, identifying and retiring files -------------------------------------------
 
-    def _check_literal_paths(self) -> None:
-        for pattern in self._file_patterns:
-            if glob.has_magic(pattern):
-                continue
-            if not os.path.exists(pattern):
-                raise NotFound(f"no such file: {pattern}")
-            if os.path.isdir(pattern):
-                raise NotFound(f"{pattern} is a directory: give files or a glob such as {pattern.rstrip('/')}/*.log")
-            if not os.access(pattern, os.R_OK):
-                raise PermissionDenied(f"cannot read {pattern}: permission denied")
-
     def _scan(self, initial: bool) -> None:
         """Open files that newly match; note which followed files the patterns no longer reach."""
         seen: set[str] = set()
@@ -464,6 +453,21 @@ class Shipper:
         return stats
 
 
+def check_paths(patterns: tuple[str, ...]) -> None:
+    """Fail early, with the reason, on a named file that is missing, a directory or unreadable."""
+    for pattern in patterns:
+        if pattern == "-" or glob.has_magic(pattern):
+            continue
+        if not os.path.exists(pattern):
+            raise NotFound(f"no such file: {pattern}")
+        if os.path.isdir(pattern):
+            raise NotFound(f"{pattern} is a directory: give files or a glob such as {pattern.rstrip('/')}/*.log")
+        try:
+            os.close(os.open(pattern, os.O_RDONLY))
+        except PermissionError:
+            raise PermissionDenied(f"cannot read {pattern}: permission denied") from None
+
+
 @dataclass(frozen=True, slots=True)
 class FileStatus:
     """One file the state dir knows: how far it is shipped and how far behind."""
@@ -502,6 +506,7 @@ def ship(
     if on_dry_run is not None:
         echo = on_dry_run
         return Shipper(options, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
+    check_paths(options.paths)
     has_files = any(p != "-" for p in options.paths)
     lock = state_lock(settings.state_dir) if has_files else None
     if lock is not None:

@@ -60,7 +60,9 @@ def env(tmp_path: Path) -> Iterator[Env]:
     _delete_topology(exchange, e.extra_queues)
 
 
-def run_logctl(args: list[str], env: dict[str, str], timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+def run_logctl(
+    args: list[str], env: dict[str, str], timeout: float = 120, **kw: object
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m logctl`` as a separate process, as a user would."""
     full_env = {**os.environ, **env}
     return subprocess.run(

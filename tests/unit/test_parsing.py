@@ -23,7 +23,13 @@ def one(line: str, service: str = "svc"):
         # zap
         ('{"level":"dpanic","ts":1764243130.5,"caller":"m.go:1","msg":"z","service":"api"}', "FATAL", "api", "z", None),
         # pino / bunyan numeric level, name is the app
-        ('{"level":50,"time":1764243130123,"pid":1,"hostname":"h","name":"shop","msg":"p","v":1}', "ERROR", "shop", "p", None),
+        (
+            '{"level":50,"time":1764243130123,"pid":1,"hostname":"h","name":"shop","msg":"p","v":1}',
+            "ERROR",
+            "shop",
+            "p",
+            None,
+        ),
         # Elastic ECS
         (
             '{"@timestamp":"2026-11-27T11:32:10Z","log":{"level":"warning"},"message":"e",'
@@ -34,7 +40,13 @@ def one(line: str, service: str = "svc"):
             "abc123",
         ),
         # logrus
-        ('{"level":"warning","msg":"lr","time":"2026-11-27T11:32:10+01:00","traceId":"t-1"}', "WARN", "svc", "lr", "t-1"),
+        (
+            '{"level":"warning","msg":"lr","time":"2026-11-27T11:32:10+01:00","traceId":"t-1"}',
+            "WARN",
+            "svc",
+            "lr",
+            "t-1",
+        ),
         # Google Cloud
         (
             '{"severity":"CRITICAL","message":"g","logging.googleapis.com/trace":"projects/p/traces/0af7651916cd43dd"}',
@@ -45,7 +57,7 @@ def one(line: str, service: str = "svc"):
         ),
         # W3C traceparent in logfmt
         (
-            "ts=2026-11-27T11:32:10Z level=eror msg=\"lf x\" traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            'ts=2026-11-27T11:32:10Z level=eror msg="lf x" traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
             "ERROR",
             "svc",
             "lf x",
@@ -60,7 +72,13 @@ def one(line: str, service: str = "svc"):
         # nginx error log
         ("2026/11/27 11:32:10 [crit] 12#0: *1 upstream gone", "FATAL", "svc", "*1 upstream gone", None),
         # Apache error log
-        ("[Fri Nov 27 11:32:10.123456 2026] [core:error] [pid 123] [client 1.2.3.4:5] denied", "ERROR", "svc", "denied", None),
+        (
+            "[Fri Nov 27 11:32:10.123456 2026] [core:error] [pid 123] [client 1.2.3.4:5] denied",
+            "ERROR",
+            "svc",
+            "denied",
+            None,
+        ),
         # PostgreSQL
         ("2026-11-27 11:32:10.123 UTC [4242] ERROR:  relation missing", "ERROR", "svc", "relation missing", None),
         # Redis
@@ -74,7 +92,13 @@ def one(line: str, service: str = "svc"):
         # Spring Boot
         ("2026-11-27T11:32:10.123Z  WARN 1234 --- [main] c.e.Spring : spring", "WARN", "svc", "spring", None),
         # Python logging, common format, trace id written in the text
-        ("2026-11-27 11:32:10,123 - app.db - CRITICAL - down trace_id=deadbeef01", "FATAL", "svc", "down trace_id=deadbeef01", "deadbeef01"),
+        (
+            "2026-11-27 11:32:10,123 - app.db - CRITICAL - down trace_id=deadbeef01",
+            "FATAL",
+            "svc",
+            "down trace_id=deadbeef01",
+            "deadbeef01",
+        ),
         # Python basicConfig
         ("WARNING:root:basic", "WARN", "svc", "basic", None),
     ],
@@ -94,7 +118,9 @@ def test_access_log_level_follows_http_status(status: int, level: str) -> None:
 
 
 def test_docker_json_file_wrapper_parses_the_inner_line() -> None:
-    record = one('{"log":"{\\"level\\":\\"error\\",\\"msg\\":\\"inner\\"}\\n","stream":"stderr","time":"2026-11-27T11:32:10Z"}')
+    record = one(
+        '{"log":"{\\"level\\":\\"error\\",\\"msg\\":\\"inner\\"}\\n","stream":"stderr","time":"2026-11-27T11:32:10Z"}'
+    )
     assert (record.level, record.message, record.attrs["stream"]) == (Level.ERROR, "inner", "stderr")
 
 
@@ -136,7 +162,9 @@ def test_python_traceback_joins_the_record_above() -> None:
 
 
 def test_java_stack_trace_indented_lines_join() -> None:
-    text = "Exception in thread main java.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\nnext"
+    text = (
+        "Exception in thread main java.lang.IllegalStateException: x\n\tat a.B.c(B.java:1)\n\tat a.B.d(B.java:2)\nnext"
+    )
     records = parse_text(text, "p", "s")
     assert len(records) == 2
     assert records[0].message.count("\tat ") == 2

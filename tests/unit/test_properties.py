@@ -14,7 +14,11 @@ from logctl.records import Level, LogRecord
 from logctl.tailer import FileSource
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=10,
 )
@@ -22,9 +26,7 @@ json_values = st.recursive(
 records = st.builds(
     LogRecord,
     id=st.text(min_size=1),
-    timestamp=st.datetimes(
-        min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
-    ),
+    timestamp=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
     level=st.sampled_from(list(Level)),
     service=st.text(),
     message=st.text(),

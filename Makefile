@@ -1,0 +1,33 @@
+# The newcomer's two commands: `make demo` and `make test`. Both set everything up.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test check lint unit broker clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+broker:
+	@scripts/ensure-broker
+
+demo: $(VENV)/.installed broker  ## ship the bundled samples, tail them, consume them into SQLite
+	@scripts/demo
+
+test: $(VENV)/.installed broker  ## every test, against the real local RabbitMQ
+	$(PY) -m pytest
+
+unit: $(VENV)/.installed  ## the fast tests that need no broker
+	$(PY) -m pytest tests/unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check logctl tests
+	$(VENV)/bin/ruff format --check logctl tests
+	$(VENV)/bin/mypy
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) demo-state *.egg-info .pytest_cache .mypy_cache .ruff_cache

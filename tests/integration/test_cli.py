@@ -1,0 +1,176 @@
+"""Each command's CLI: help, happy path, failure path (exit code + one stderr line), JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import amqp
+import pytest
+from typer.testing import CliRunner
+
+from logctl.cli import app
+from logctl.codec import MSGPACK_TYPE
+from tests.conftest import Env, run_logctl
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["ship"], ["consume"], ["tail"], ["config", "show"]])
+def test_help_opens_with_a_sentence_and_shows_examples(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"NO_COLOR": "1", "COLUMNS": "200"})
+    assert result.exit_code == 0
+    if command:
+        assert "Example" in result.stdout
+
+
+def test_dry_run_prints_records_as_json_lines(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text('{"level":"warn","msg":"disk","trace_id":"t1"}\n2026-11-27 11:32:10,123 ERROR boom\n')
+    result = runner.invoke(app, ["ship", "--no-follow", "--dry-run", "--output", "json", str(log)], env=env)
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["level"], r["service"], r["message"], r["trace_id"]) for r in records] == [
+        ("WARN", "app", "disk", "t1"),
+        ("ERROR", "app", "boom", None),
+    ]
+    assert records[1]["timestamp"] == "2026-11-27T11:32:10.123Z"
+    assert "lines=2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env_over", "code", "fragment"),
+    [
+        (["ship", "--no-follow", "/no/such/file.log"], {}, 5, "no such file"),
+        (["consume", "--sink", "mongodb://x"], {}, 3, "unknown sink"),
+        (
+            ["ship", "--no-follow", "README.md"],
+            {"LOGCTL_URL": "amqp://guest:wrong@localhost:5672//"},
+            8,
+            "refused the login",
+        ),
+        (
+            ["ship", "--no-follow", "README.md"],
+            {"LOGCTL_URL": "amqp://guest:guest@127.0.0.1:1//", "LOGCTL_CONNECT_RETRIES": "0"},
+            4,
+            "cannot reach broker",
+        ),
+        (["ship", "--no-follow", "README.md"], {"LOGCTL_URL": "http://nope"}, 3, "amqp://"),
+        (["tail", "--level", "LOUD"], {}, 3, "--level"),
+        (["ship"], {}, 3, "give files"),
+    ],
+)
+def test_errors_are_one_line_with_a_distinct_exit_code(
+    env: Env, args: list[str], env_over: dict[str, str], code: int, fragment: str
+) -> None:
+    result = run_logctl(args, {**env, **env_over}, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == code, result.stderr
+    assert fragment in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert "wrong" not in result.stderr  # never the password
+
+
+def test_unreadable_file_exits_9(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "secret.log"
+    log.write_text("x\n")
+    log.chmod(0)
+    # Root reads every file; without CAP_DAC_* it is refused like anyone else.
+    drop = [
+        "setpriv",
+        "--bounding-set",
+        "-dac_override,-dac_read_search",
+        "--inh-caps",
+        "-dac_override,-dac_read_search",
+    ]
+    cmd = [*drop, sys.executable, "-m", "logctl", "ship", "--no-follow", str(log)]
+    result = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 9, result.stderr
+    assert "permission denied" in result.stderr
+
+
+def test_debug_shows_the_traceback(env: Env) -> None:
+    result = run_logctl(["--debug", "ship", "--no-follow", "/no/such/file"], env)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_config_show_says_where_each_value_came_from(env: Env, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('batch_size = 77\nurl = "amqp://u:hunter2@example:5672//"\n')
+    result = runner.invoke(app, ["config", "show", "--output", "json", "--config", str(config)], env=env)
+    assert result.exit_code == 0, result.stderr
+    rows = {r["key"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows["batch_size"]["value"] == "77" and "config file" in rows["batch_size"]["source"]
+    assert rows["exchange"]["source"] == "LOGCTL_EXCHANGE"
+    assert rows["url"]["source"] == "LOGCTL_URL"  # env beats the file
+    assert "hunter2" not in result.stdout
+
+
+def _publish_raw(env: Env, body: bytes, content_type: str, routing_key: str = "x.info") -> None:
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    ch = conn.channel()
+    ch.confirm_select()
+    ch.basic_publish(amqp.Message(body, content_type=content_type), exchange=env.exchange, routing_key=routing_key)
+    conn.close()
+
+
+def test_undecodable_message_is_dead_lettered_and_foreign_text_is_stored(env: Env, tmp_path: Path) -> None:
+    db = tmp_path / "out.db"
+    first = run_logctl(["consume", "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)  # declares topology
+    assert first.returncode == 0, first.stderr
+    _publish_raw(env, b"\xc1 not msgpack", MSGPACK_TYPE)
+    _publish_raw(env, b"ERROR plain text from another tool", "text/plain")
+    result = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    assert "dead_lettered=1" in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select level, message from records").fetchall() == [
+            ("ERROR", "plain text from another tool")
+        ]
+    dlq = run_logctl(["consume", "--queue", f"{env.exchange}.dlq", "--exit-when-idle", "1s", "--sink", "stdout"], env)
+    assert dlq.returncode == 0, dlq.stderr
+    assert "dead_lettered=1" in dlq.stderr  # still undecodable: it moves on, it never loops
+
+
+def test_tail_shows_records_at_or_above_the_level_as_json(env: Env, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "logctl", "tail", "--level", "ERROR", "--count", "2", "--output", "json"]
+    tail = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # let tail bind its queue
+        log = tmp_path / "svc.log"
+        log.write_text(
+            '{"level":"info","msg":"quiet"}\n{"level":"error","msg":"loud"}\n{"level":"fatal","msg":"louder"}\n'
+        )
+        assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+        out, err = tail.communicate(timeout=30)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["level"], r["message"]) for r in records] == [("ERROR", "loud"), ("FATAL", "louder")]
+
+
+def test_second_ship_on_one_state_dir_is_refused_naming_the_holder(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "f.log"
+    log.write_text("a\n")
+    cmd = [sys.executable, "-m", "logctl", "ship", str(log)]
+    first = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 20
+        while not (env.state_dir / "checkpoints.json").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        second = run_logctl(["ship", str(log)], env)
+        assert second.returncode == 10
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    assert first.returncode == 0

@@ -1,0 +1,79 @@
+"""One conformance suite for every sink: same records in, same rows out, duplicates dropped."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from logctl.errors import ConfigError
+from logctl.records import Level, LogRecord
+from logctl.sinks import Sink, open_sink
+
+
+def make(i: int) -> LogRecord:
+    return LogRecord(
+        f"src-{i:012x}",
+        datetime(2026, 11, 27, 11, 32, 10, i, tzinfo=UTC),
+        Level.WARN,
+        "api",
+        f"m{i}\x00é",
+        None,
+        {"n": i},
+    )
+
+
+def read_sqlite(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute("select id, message from records").fetchall())
+
+
+def read_jsonl(path: Path) -> list[tuple[str, str]]:
+    return sorted((r["id"], r["message"]) for r in map(json.loads, path.read_text().splitlines()))
+
+
+SINKS: dict[str, tuple[Callable[[Path], str], Callable[[Path], list[tuple[str, str]]]]] = {
+    "sqlite": (lambda p: f"sqlite:///{p / 'x.db'}", lambda p: read_sqlite(p / "x.db")),
+    "file": (lambda p: f"file://{p / 'x.jsonl'}", lambda p: read_jsonl(p / "x.jsonl")),
+}
+
+
+@pytest.mark.parametrize("kind", SINKS)
+def test_sink_stores_each_record_once_across_reopen(kind: str, tmp_path: Path) -> None:
+    uri, read = SINKS[kind][0](tmp_path), SINKS[kind][1]
+    sink: Sink = open_sink(uri)
+    assert sink.write([make(i) for i in range(100)]) == 100
+    assert sink.write([make(i) for i in range(50, 150)]) == 50
+    sink.close()
+    reopened = open_sink(uri)
+    assert reopened.write([make(i) for i in range(140, 160)]) == 10
+    reopened.close()
+    assert read(tmp_path) == sorted((make(i).id, make(i).message) for i in range(160))
+
+
+def test_file_sink_cuts_a_torn_last_line_left_by_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    sink = open_sink(f"file://{path}")
+    sink.write([make(1)])
+    sink.close()
+    with path.open("ab") as fh:
+        fh.write(b'{"id": "src-0000000')
+    sink = open_sink(f"file://{path}")
+    assert sink.write([make(2)]) == 1
+    sink.close()
+    assert [r[0] for r in read_jsonl(path)] == [make(1).id, make(2).id]
+
+
+def test_stdout_sink_drops_duplicates_within_a_run(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = open_sink("stdout")
+    assert sink.write([make(1), make(2)]) == 2
+    assert sink.write([make(2)]) == 0
+
+
+def test_unknown_scheme_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown sink"):
+        open_sink("mongodb://host/db")
