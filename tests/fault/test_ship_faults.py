@@ -1,0 +1,177 @@
+"""Fault tests: kill, rotate and truncate under a running ship, then count every line in the sink."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Env, run_logctl
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+
+class Writer(threading.Thread):
+    """Append numbered lines to a file until stopped; ``rotate`` and ``truncate`` on request."""
+
+    def __init__(self, path: Path, rate_per_s: int = 5000) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.delay = 100 / rate_per_s  # lines are written in bursts of 100
+        self.written = 0
+        self.halt = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        fh = self.path.open("a")
+        try:
+            while not self.halt.is_set():
+                with self.lock:
+                    if not self.path.exists():  # rotated away: reopen by name, as loggers do
+                        fh.close()
+                        fh = self.path.open("a")
+                    fh.write("".join(f"seq={self.written + i} level=info msg=\"line {self.written + i}\"\n" for i in range(100)))
+                    fh.flush()
+                    self.written += 100
+                time.sleep(self.delay)
+        finally:
+            fh.close()
+
+    def stop(self) -> int:
+        self.halt.set()
+        self.join()
+        return self.written
+
+
+def start_ship(env: Env, *paths: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "logctl", "ship", "--rotate-wait", "1s", "--linger-ms", "50", *paths]
+    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_ship(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+
+
+def sequence_numbers(env: Env, tmp_path: Path) -> list[int]:
+    db = tmp_path / "sink.db"
+    result = run_logctl(["consume", "--exit-when-idle", "3s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        messages = [m for (m,) in conn.execute("select message from records")]
+    return sorted(int(m.split()[1]) for m in messages)
+
+
+def assert_exactly_once(numbers: list[int], written: int) -> None:
+    missing = sorted(set(range(written)) - set(numbers))
+    doubled = len(numbers) - len(set(numbers))
+    assert not missing, f"{len(missing)} lines lost, first {missing[:5]}"
+    assert doubled == 0, f"{doubled} lines stored twice"
+    assert len(numbers) == written
+
+
+def wait_caught_up(env: Env, path: Path, timeout: float = 60) -> None:
+    """Wait until the checkpoint covers the file (every line confirmed)."""
+    import json
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run_logctl(["ship", "--status", "--output", "json"], env)
+        rows = [json.loads(line) for line in status.stdout.splitlines()]
+        if any(r["path"] == str(path) and r["behind"] == 0 for r in rows):
+            return
+        time.sleep(0.5)
+    raise AssertionError("ship did not catch up")
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    writer = Writer(log)
+    writer.start()
+    rng = random.Random(1234)
+    for _ in range(10):
+        proc = start_ship(env, str(log))
+        time.sleep(rng.uniform(0.5, 2.0))
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.wait()
+    written = writer.stop()
+    final = start_ship(env, str(log))
+    wait_caught_up(env, log)
+    stop_ship(final)
+    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+
+
+def test_rename_and_create_rotation_under_load(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    writer = Writer(log, rate_per_s=10000)
+    writer.start()
+    proc = start_ship(env, str(log))
+    for n in range(3):
+        time.sleep(1.5)
+        with writer.lock:
+            log.rename(tmp_path / f"app.log.{n}")
+    time.sleep(1.5)
+    written = writer.stop()
+    time.sleep(3)  # rotate-wait passes; the old files are read to their end
+    wait_caught_up(env, log)
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+
+
+def test_copytruncate_ships_old_and_new_content_once(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(3000)))
+    proc = start_ship(env, str(log))
+    wait_caught_up(env, log)
+    with log.open("r+") as fh:  # copytruncate: the copy is not followed, the original starts over
+        fh.truncate(0)
+    time.sleep(0.2)
+    with log.open("a") as fh:
+        fh.write("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(3000, 3500)))
+    time.sleep(2.5)  # the rescan notices the shrink
+    wait_caught_up(env, log)
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(env, tmp_path), 3500)
+
+
+def test_truncation_while_ship_is_stopped_restarts_at_zero(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(2000)))
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(2000, 2100)))  # truncate + rewrite
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    assert_exactly_once(sequence_numbers(env, tmp_path), 2100)
+
+
+def test_inode_reuse_with_other_content_is_a_new_file(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(1000)))
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    log.unlink()
+    log.write_text("".join(f'seq={i} level=info msg="line {i}" other=1\n' for i in range(1000, 3000)))
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    assert_exactly_once(sequence_numbers(env, tmp_path), 3000)
+
+
+def test_file_deleted_while_read_and_glob_picks_up_new_files(env: Env, tmp_path: Path) -> None:
+    first = tmp_path / "a.log"
+    first.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(1000)))
+    proc = start_ship(env, str(tmp_path / "*.log"))
+    time.sleep(2)
+    first.unlink()
+    (tmp_path / "b.log").write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(1000, 1500)))
+    time.sleep(3)
+    wait_caught_up(env, tmp_path / "b.log")
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(env, tmp_path), 1500)
