@@ -38,7 +38,11 @@ class Writer(threading.Thread):
                     if not self.path.exists():  # rotated away: reopen by name, as loggers do
                         fh.close()
                         fh = self.path.open("a")
-                    fh.write("".join(f"seq={self.written + i} level=info msg=\"line {self.written + i}\"\n" for i in range(100)))
+                    fh.write(
+                        "".join(
+                            f'seq={self.written + i} level=info msg="line {self.written + i}"\n' for i in range(100)
+                        )
+                    )
                     fh.flush()
                     self.written += 100
                 time.sleep(self.delay)

@@ -1,0 +1,79 @@
+"""Broker faults on a broker of the test's own: restart during shipping, publishers blocked by an alarm."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from pytest_rabbitmq import factories
+from pytest_rabbitmq.factories.executor import RabbitMqExecutor
+
+from tests.conftest import Env
+from tests.fault.test_ship_faults import (
+    Writer,
+    assert_exactly_once,
+    sequence_numbers,
+    start_ship,
+    stop_ship,
+    wait_caught_up,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+# The machine's /etc/rabbitmq/rabbitmq.conf pins the listener to 5672; the test's own
+# broker takes an empty config so that RABBITMQ_NODE_PORT (set by pytest-rabbitmq) rules.
+_config = Path(tempfile.mkdtemp(prefix="logctl-rabbit-")) / "rabbitmq.conf"
+_config.write_text("# private test broker: listener port from RABBITMQ_NODE_PORT\n")
+os.environ["RABBITMQ_CONFIG_FILE"] = str(_config)
+
+own_broker = factories.rabbitmq_proc(port=None)
+
+
+@pytest.fixture
+def own_env(env: Env, own_broker: RabbitMqExecutor) -> Env:
+    env["LOGCTL_URL"] = f"amqp://guest:guest@127.0.0.1:{own_broker.port}//"
+    env["LOGCTL_CONNECT_RETRIES"] = "10"
+    return env
+
+
+def test_broker_restart_during_shipping_loses_and_doubles_nothing(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    writer = Writer(log, rate_per_s=3000)
+    writer.start()
+    proc = start_ship(own_env, str(log))
+    time.sleep(3)
+    own_broker.stop()
+    time.sleep(3)  # ship keeps running, stops reading, retries
+    own_broker.start()
+    time.sleep(3)
+    written = writer.stop()
+    wait_caught_up(own_env, log, timeout=90)
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(own_env, tmp_path), written)
+
+
+def test_memory_alarm_blocks_publishers_then_shipping_resumes(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    writer = Writer(log, rate_per_s=3000)
+    writer.start()
+    proc = start_ship(own_env, str(log))
+    time.sleep(2)
+    own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.0000001")
+    try:
+        time.sleep(4)
+    finally:
+        own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.4")
+    time.sleep(2)
+    written = writer.stop()
+    wait_caught_up(own_env, log, timeout=90)
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(own_env, tmp_path), written)
