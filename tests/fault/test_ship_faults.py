@@ -179,3 +179,25 @@ def test_file_deleted_while_read_and_glob_picks_up_new_files(env: Env, tmp_path:
     wait_caught_up(env, tmp_path / "b.log")
     stop_ship(proc)
     assert_exactly_once(sequence_numbers(env, tmp_path), 1500)
+
+
+def test_50mb_line_invalid_utf8_and_binary_junk_arrive_without_losing_neighbours(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "junk.log"
+    with log.open("wb") as fh:
+        fh.write(b'seq=0 level=info msg="line 0"\n')
+        fh.write(b"y" * (50 << 20) + b"\n")
+        fh.write(b'seq=1 level=info msg="line 1"\n')
+        fh.write(b"bad \xff\xfe\x00\x01\x02 junk\n")
+        fh.write(bytes(range(256)) + b"\n")
+        fh.write(b'seq=2 level=info msg="line 2"\n')
+    result = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert result.returncode == 0, result.stderr
+    db = tmp_path / "sink.db"
+    assert run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env).returncode == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select message, attrs from records order by id").fetchall()
+    assert len(rows) == 7  # bytes(range(256)) holds a newline (10): two lines
+    assert [m for m, _ in rows if m.startswith("line")] == ["line 0", "line 1", "line 2"]
+    big = next(attrs for m, attrs in rows if m.startswith("yyy"))
+    assert '"logctl.truncated_bytes":52428800' in big
+    assert any('"logctl.invalid_utf8":true' in attrs for _, attrs in rows)
