@@ -17,8 +17,6 @@ from logctl.records import LogRecord
 from logctl.sinks import Sink
 from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_topology, ensure_consumer_queue
 
-RECONNECT_BACKOFF_MAX = 30.0
-
 
 @dataclass(slots=True)
 class ConsumeStats:
@@ -118,19 +116,8 @@ def consume(
         except BrokerUnreachable as exc:
             # Unacked deliveries go back to the queue; the sink drops the ones it already has.
             broker.notify(f"{exc}; reconnecting")
-            reader = _reconnect(broker, options)
+            broker.reconnect(stop)
+            reader = QueueReader(broker, options.queue, options.prefetch)
             broker.notify("reconnected to broker; consuming again")
     reader.close()
     return stats
-
-
-def _reconnect(broker: Broker, options: ConsumeOptions) -> QueueReader:
-    delay = 0.5
-    while True:
-        broker.close()
-        try:
-            broker.connect(retries=0)
-            return QueueReader(broker, options.queue, options.prefetch)
-        except BrokerUnreachable:
-            time.sleep(delay)
-            delay = min(delay * 2, RECONNECT_BACKOFF_MAX)

@@ -18,6 +18,7 @@ from logctl.config import Settings, mask_url
 from logctl.errors import AuthError, BrokerError, BrokerUnreachable, LogctlError, NotFound
 
 Notify = Callable[[str], None]
+RECONNECT_BACKOFF_MAX = 30.0
 
 
 def _quiet(_message: str) -> None:
@@ -135,6 +136,23 @@ class Broker:
             self._conn = conn
             self.blocked = False
             return
+
+    def reconnect(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Reconnect after a lost connection, backing off up to 30 s; never gives up on its own.
+
+        Auth failures are final; ``should_stop()`` turns the next failed attempt into an error.
+        """
+        delay = 0.5
+        while True:
+            self.close()
+            try:
+                self.connect(retries=0)
+                return
+            except BrokerUnreachable:
+                if should_stop():
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
 
     def close(self) -> None:
         """Close the connection, ignoring errors of a connection already gone."""

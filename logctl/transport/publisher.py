@@ -17,10 +17,7 @@ from typing import Any
 
 import amqp
 
-from logctl.errors import BrokerUnreachable
 from logctl.transport.connection import CONNECTION_ERRORS, Broker, translated
-
-RECONNECT_BACKOFF_MAX = 30.0
 
 
 @dataclass(slots=True)
@@ -154,23 +151,11 @@ class Publisher:
         if not self.reconnect:
             with translated(self.broker.settings.url):
                 raise exc
-        pending = [*self._inflight.values(), *self._resend]
+        # Everything unconfirmed goes again, in order, on the new channel (see _pump).
+        self._resend[:0] = self._inflight.values()
         self._inflight.clear()
-        self._resend.clear()
         self.broker.notify(f"connection to broker lost ({type(exc).__name__}); reconnecting")
-        delay = 0.5
-        while True:
-            self.broker.close()
-            try:
-                self.broker.connect(retries=0)
-                self._open()
-                break
-            except BrokerUnreachable:
-                if self.should_stop():
-                    self._resend.extend(pending)
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
-        self.broker.notify(f"reconnected to broker; publishing {len(pending)} unconfirmed message(s) again")
-        self.republished += len(pending)
-        self._resend.extend(pending)
+        self.broker.reconnect(self.should_stop)
+        self._open()
+        self.broker.notify(f"reconnected to broker; publishing {len(self._resend)} unconfirmed message(s) again")
+        self.republished += len(self._resend)
