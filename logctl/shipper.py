@@ -10,6 +10,7 @@ byte offset) let the sinks drop what arrives twice.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import time
@@ -334,6 +335,8 @@ class Shipper:
             if ignore is not None and not known and now - st.st_mtime > ignore:
                 continue
             self._open(path, st, initial)
+        if initial:
+            self._finish_rotated_while_down(seen)
         for key, src in self.sources.items():
             if key not in seen and src.moved_since is None:
                 src.moved_since = time.monotonic()
@@ -341,6 +344,30 @@ class Shipper:
             return
         for src in list(self.sources.values()):
             self._check_truncated(src)
+
+    def _finish_rotated_while_down(self, seen: set[str]) -> None:
+        """Files rotated away while ship was stopped: read each to its end from its checkpoint.
+
+        A checkpointed file of these patterns whose inode is no longer at its path is looked
+        for beside it (rotation renames within a directory); if it is found with unshipped
+        bytes, it is read to the end and then let go, like a file rotated under a running ship.
+        """
+        if self.store is None:
+            return
+        for cp in list(self.store.entries.values()):
+            if cp.key in seen or cp.key in self.sources or not matches_any(cp.path, self._file_patterns):
+                continue
+            path = find_inode(os.path.dirname(cp.path) or ".", cp.key)
+            if path is None:
+                continue
+            st = os.stat(path)
+            if st.st_size <= cp.offset:
+                continue
+            self.notify(f"{cp.path} was rotated to {path} while ship was stopped; finishing it")
+            self._open(path, st, initial=False)
+            src = self.sources.get(cp.key)
+            if src is not None:
+                src.moved_since = time.monotonic()
 
     def _open(self, path: str, st: os.stat_result, initial: bool) -> None:
         try:
@@ -451,6 +478,27 @@ class Shipper:
         stats.lines = sum(s.lines for s in sources)
         stats.bytes = sum(s.bytes for s in sources)
         return stats
+
+
+def matches_any(path: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of the literal paths or matches one of the globs."""
+    return any(path == p or (glob.has_magic(p) and fnmatch.fnmatch(path, os.path.expanduser(p))) for p in patterns)
+
+
+def find_inode(directory: str, key: str) -> str | None:
+    """Return the path in ``directory`` of the regular file whose "dev:inode" is ``key``."""
+    dev, ino = (int(part) for part in key.split(":"))
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            if entry.inode() == ino and entry.is_file(follow_symlinks=False) and entry.stat().st_dev == dev:
+                return entry.path
+        except OSError:
+            continue
+    return None
 
 
 def check_paths(patterns: tuple[str, ...]) -> None:

@@ -201,3 +201,58 @@ def test_50mb_line_invalid_utf8_and_binary_junk_arrive_without_losing_neighbours
     big = next(attrs for m, attrs in rows if m.startswith("yyy"))
     assert '"logctl.truncated_bytes":52428800' in big
     assert any('"logctl.invalid_utf8":true' in attrs for _, attrs in rows)
+
+
+def lines(start: int, stop: int) -> str:
+    return "".join(f'seq={i} level=info msg="line {i}"\n' for i in range(start, stop))
+
+
+def test_rotation_while_ship_is_stopped_finishes_the_rotated_file(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(lines(0, 1000))
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    with log.open("a") as fh:
+        fh.write(lines(1000, 1500))  # written after the checkpoint...
+    log.rename(tmp_path / "app.log.1")  # ...then rotated away while ship is down
+    log.write_text(lines(1500, 1700))
+    result = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert result.returncode == 0, result.stderr
+    assert "rotated to" in result.stderr
+    assert_exactly_once(sequence_numbers(env, tmp_path), 1700)
+
+
+def test_from_end_skips_what_was_there_before_start(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(lines(-100, 0).replace("seq=-", "seq=old").replace("line -", "old "))
+    proc = start_ship(env, "--from-end", str(log))
+    time.sleep(2)
+    with log.open("a") as fh:
+        fh.write(lines(0, 300))
+    wait_caught_up(env, log)
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(env, tmp_path), 300)
+
+
+def test_ignore_older_and_exclude_leave_files_alone(env: Env, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "fresh.log").write_text(lines(0, 100))
+    (logs / "stale.log").write_text(lines(100, 200))
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(logs / "stale.log", (two_days_ago, two_days_ago))
+    (logs / "noisy.debug.log").write_text(lines(200, 300))
+    result = run_logctl(
+        ["ship", "--no-follow", "--ignore-older", "1d", "--exclude", "*.debug.log", str(logs / "*.log")], env
+    )
+    assert result.returncode == 0, result.stderr
+    assert_exactly_once(sequence_numbers(env, tmp_path), 100)
+
+
+def test_symlinked_file_is_followed_to_its_target(env: Env, tmp_path: Path) -> None:
+    real = tmp_path / "real.log"
+    real.write_text(lines(0, 250))
+    link = tmp_path / "current.log"
+    link.symlink_to(real)
+    result = run_logctl(["ship", "--no-follow", str(link)], env)
+    assert result.returncode == 0, result.stderr
+    assert_exactly_once(sequence_numbers(env, tmp_path), 250)
