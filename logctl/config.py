@@ -85,6 +85,7 @@ class Settings:
     heartbeat: int = 30
     delivery_limit: int = 5
     default_queue: str = ""  # "" = <exchange>.default; "none" = no default queue
+    management_url: str = ""  # "" = http://<amqp host>:15672 with the AMQP login
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -97,7 +98,7 @@ class Settings:
             if f.name == "sources":
                 continue
             value = getattr(self, f.name)
-            shown = mask_url(value) if f.name == "url" else str(value)
+            shown = mask_url(value) if f.name in ("url", "management_url") else str(value)
             rows.append((f.name, shown, self.sources.get(f.name, "default")))
         return rows
 
@@ -117,6 +118,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "heartbeat": lambda raw: max(0, int(str(raw))),
     "delivery_limit": _positive_int,
     "default_queue": str,
+    "management_url": str,
 }
 
 

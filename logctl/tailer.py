@@ -140,12 +140,17 @@ class Source:
         self._raw_line(long.head, long.start, end, {FLAG_TRUNCATED: long.total})
 
     def _lines(self, block: bytes, base: int) -> None:
-        """Parse the newline-separated lines of ``block``, which starts at byte ``base``."""
+        """Parse the newline-separated lines of ``block``, which starts at byte ``base``.
+
+        Valid UTF-8 without NUL bytes takes the fast path (one decode for the block); a
+        block with invalid UTF-8 or NUL bytes is handled line by line, so that only the
+        bad lines are flagged.
+        """
         try:
             text = block.decode("utf-8")
         except UnicodeDecodeError:
-            text = ""
-        if (not text and block) or not text.isascii() or "\x00" in text or len(block) > self.max_line_bytes:
+            text = None
+        if text is None or "\x00" in text:
             offset = base
             for raw in block.split(b"\n"):
                 end = offset + len(raw) + 1
@@ -155,11 +160,19 @@ class Source:
         parser = self.parser
         assert parser is not None
         ready = self.ready
+        limit = self.max_line_bytes
+        ascii_only = text.isascii()
         offset = base
         lines = text.split("\n")
         self.lines += len(lines)
         for line in lines:
-            end = offset + len(line) + 1
+            size = len(line) if ascii_only or line.isascii() else len(line.encode())
+            end = offset + size + 1
+            if size > limit:
+                self.lines -= 1  # counted again by _raw_line
+                self._raw_line(line.encode(), offset, end)
+                offset = end
+                continue
             if line and line[-1] == "\r":
                 line = line[:-1]
             record = parser.feed(line, offset, end)

@@ -43,7 +43,9 @@ def notify(message: str) -> None:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    stderr_console().print(f"logctl: error: {message}", markup=False)
+    """Print an error as one line (whatever the message holds) and return the exit to raise."""
+    one_line = " ".join(message.split())
+    stderr_console().print(f"logctl: error: {one_line}", markup=False)
     return typer.Exit(int(code))
 
 

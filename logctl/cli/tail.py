@@ -36,7 +36,7 @@ def tail_cmd(
     A slow terminal never backs up the broker: what cannot be shown in time is dropped
     and counted.
     """
-    minimum = _level(level)
+    minimum = parse_level(level)
     settings = settings_from(config, url=url, exchange=exchange)
     patterns = tail_patterns(minimum, service or (), pattern or ())
     renderer = RecordRenderer(output)
@@ -54,7 +54,8 @@ def tail_cmd(
         notify(f"dropped {tail.dropped} record(s) the terminal could not keep up with")
 
 
-def _level(text: str | None) -> Level | None:
+def parse_level(text: str | None) -> Level | None:
+    """Return the Level named on the command line (any case, WARNING = WARN)."""
     if text is None:
         return None
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from logctl.transport.connection import Broker, Delivery, translate, translated
 from logctl.transport.publisher import Outgoing, Publisher
-from logctl.transport.reader import QueueReader
+from logctl.transport.reader import QueuePuller, QueueReader
 from logctl.transport.topology import (
     Topology,
     declare_consumer_queue,
@@ -19,6 +19,7 @@ from logctl.transport.topology import (
     declare_topology,
     default_queue_name,
     ensure_consumer_queue,
+    exchange_exists,
     queue_depth,
     queue_exists,
     topology_of,
@@ -29,6 +30,7 @@ __all__ = [
     "Delivery",
     "Outgoing",
     "Publisher",
+    "QueuePuller",
     "QueueReader",
     "Topology",
     "declare_consumer_queue",
@@ -37,6 +39,7 @@ __all__ = [
     "declare_topology",
     "default_queue_name",
     "ensure_consumer_queue",
+    "exchange_exists",
     "queue_depth",
     "queue_exists",
     "topology_of",

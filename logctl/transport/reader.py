@@ -76,3 +76,31 @@ class QueueReader:
             self._channel.close()
         except Exception:  # noqa: BLE001 - the connection may already be gone
             pass
+
+
+class QueuePuller:
+    """Take messages one by one with ``basic.get`` (no prefetch window to fill).
+
+    What is not acked goes back to the queue, in its order, when the puller closes.
+    """
+
+    def __init__(self, broker: Broker, queue: str) -> None:
+        self.broker = broker
+        self.queue = queue
+        with translated(broker.settings.url):
+            self._channel = broker.channel()
+
+    def get(self) -> Delivery | None:
+        """Return the next message, or None when the queue has no more ready."""
+        with translated(self.broker.settings.url):
+            message = self._channel.basic_get(self.queue, no_ack=False)
+        return None if message is None else _delivery(message)
+
+    def ack(self, delivery_tag: int) -> None:
+        with translated(self.broker.settings.url):
+            self._channel.basic_ack(delivery_tag)
+
+    def close(self) -> None:
+        """Close the channel: every unacked message returns to the queue."""
+        with translated(self.broker.settings.url):
+            self._channel.close()

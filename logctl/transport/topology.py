@@ -11,7 +11,8 @@ import amqp.exceptions
 import kombu
 
 from logctl.config import Settings
-from logctl.transport.connection import Broker, translated
+from logctl.errors import NotFound
+from logctl.transport.connection import Broker, translate, translated
 
 # Names derived from the main exchange (``logs`` by default).
 UNROUTED_SUFFIX = ".unrouted"
@@ -143,6 +144,21 @@ def queue_exists(broker: Broker, queue: str) -> bool:
     return True
 
 
+def exchange_exists(broker: Broker, exchange: str) -> bool:
+    """Whether ``exchange`` exists ("" is the default exchange, which always does)."""
+    if exchange == "":
+        return True
+    channel = broker.channel()
+    try:
+        channel.exchange_declare(exchange, "topic", passive=True)
+    except amqp.exceptions.NotFound:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+    return True
+
+
 def ensure_consumer_queue(
     broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], queue_type: str = "quorum"
 ) -> None:
@@ -168,13 +184,16 @@ def ensure_consumer_queue(
 
 def queue_depth(broker: Broker, queue: str) -> int:
     """Return how many messages wait in ``queue``; NotFound if it does not exist."""
-    with translated(broker.settings.url):
-        channel = broker.channel()
-        try:
-            _name, count, _consumers = channel.queue_declare(queue, passive=True)
-        finally:
-            with contextlib.suppress(Exception):
-                channel.close()
+    channel = broker.channel()
+    try:
+        _name, count, _consumers = channel.queue_declare(queue, passive=True)
+    except amqp.exceptions.NotFound as exc:
+        raise NotFound(f"queue {queue!r} does not exist") from exc
+    except (amqp.exceptions.AMQPError, OSError) as exc:
+        raise translate(exc, broker.settings.url) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
     return int(count)
 
 

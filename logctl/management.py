@@ -1,0 +1,127 @@
+"""The RabbitMQ management HTTP API, for what AMQP cannot do (policies, versions, queue views).
+
+Standard library only (urllib): a handful of JSON calls do not need an HTTP dependency.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from logctl.config import Settings, mask_url
+from logctl.errors import AuthError, BadInput, BrokerUnreachable, ConfigError, NotFound
+
+ENABLE_HINT = "is the management plugin enabled? (rabbitmq-plugins enable rabbitmq_management)"
+
+
+def management_url(settings: Settings) -> str:
+    """Return the management API base URL: the setting, else http://<amqp host>:15672 with the AMQP login."""
+    if settings.management_url:
+        return settings.management_url.rstrip("/")
+    amqp = urlsplit(settings.url)
+    user = amqp.username or "guest"
+    password = amqp.password or "guest"
+    return f"http://{quote(user)}:{quote(password)}@{amqp.hostname or 'localhost'}:15672"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A policy as the broker holds it."""
+
+    vhost: str
+    name: str
+    pattern: str
+    apply_to: str
+    priority: int
+    definition: dict[str, Any]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "pattern": self.pattern,
+            "apply-to": self.apply_to,
+            "priority": self.priority,
+            "definition": self.definition,
+        }
+
+
+class Management:
+    """A small client of the management API."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"management URL must be http(s)://, not {mask_url(base_url)!r}")
+        self._auth = base64.b64encode(f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()).decode()
+        host = parts.hostname or "localhost"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: object | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", f"Basic {self._auth}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise self._http_error(exc, path) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise BrokerUnreachable(f"cannot reach the management API at {self.base}: {reason}; {ENABLE_HINT}") from exc
+        return json.loads(raw) if raw else None
+
+    def _http_error(self, exc: urllib.error.HTTPError, path: str) -> Exception:
+        try:
+            detail = " ".join(str(json.loads(exc.read()).get("reason", "")).split())
+        except (ValueError, AttributeError):
+            detail = ""
+        if exc.code == 401:
+            return AuthError(f"the management API at {self.base} refused the login (401): check the user and password")
+        if exc.code == 404:
+            return NotFound(f"not found at the management API: {path} {detail}".strip())
+        if exc.code == 400:
+            return BadInput(f"the broker rejected the request: {detail or exc.reason}")
+        return BrokerUnreachable(f"the management API answered {exc.code} for {path}: {detail or exc.reason}")
+
+    def version(self) -> str:
+        """Return the broker's version, e.g. ``3.10.8``."""
+        return str(self._call("GET", "/api/overview")["rabbitmq_version"])
+
+    def vhost_exists(self, vhost: str) -> bool:
+        try:
+            self._call("GET", f"/api/vhosts/{quote(vhost, safe='')}")
+        except NotFound:
+            return False
+        return True
+
+    def policies(self, vhost: str | None = None) -> list[Policy]:
+        path = "/api/policies" + (f"/{quote(vhost, safe='')}" if vhost is not None else "")
+        return [
+            Policy(p["vhost"], p["name"], p["pattern"], p["apply-to"], int(p["priority"]), p["definition"])
+            for p in self._call("GET", path)
+        ]
+
+    def policy(self, vhost: str, name: str) -> Policy | None:
+        try:
+            p = self._call("GET", f"/api/policies/{quote(vhost, safe='')}/{quote(name, safe='')}")
+        except NotFound:
+            return None
+        return Policy(p["vhost"], p["name"], p["pattern"], p["apply-to"], int(p["priority"]), p["definition"])
+
+    def put_policy(self, policy: Policy) -> None:
+        self._call("PUT", f"/api/policies/{quote(policy.vhost, safe='')}/{quote(policy.name, safe='')}", policy.body())
+
+    def delete_policy(self, vhost: str, name: str) -> None:
+        self._call("DELETE", f"/api/policies/{quote(vhost, safe='')}/{quote(name, safe='')}")
+
+    def queue_policies(self, vhost: str) -> dict[str, str | None]:
+        """Return each queue's effective policy name (None if none), as the stats database has it."""
+        queues = self._call("GET", f"/api/queues/{quote(vhost, safe='')}?columns=name,policy")
+        return {q["name"]: q.get("policy") or None for q in queues}

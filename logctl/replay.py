@@ -1,0 +1,219 @@
+"""Dead-letter replay: restore each message's origin, publish it confirmed, then ack it.
+
+Order of operations is the whole point: a message leaves the dead-letter queue only
+after the broker confirmed its copy at the destination. Killed at any moment, replay
+loses nothing; at worst a message is published twice, and consumers drop the
+duplicate by record id. Messages that do not match the filters are never acked, so
+they return to the dead-letter queue in their order when the channel closes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from logctl.errors import NotFound
+from logctl.records import Level, routing_word
+from logctl.transport import Broker, Delivery, Outgoing, Publisher, QueuePuller, exchange_exists, queue_exists
+
+REPLAYS_HEADER = "x-logctl-replays"
+REASONS = ("rejected", "expired", "maxlen", "delivery_limit")
+
+
+class Outcome(StrEnum):
+    MOVED = "moved"
+    FILTERED = "filtered"  # did not match the filters: left in place
+    NO_DEATH = "no_x_death"  # published there by hand: nowhere to go back to
+    TOO_MANY = "max_replays"  # replayed too often already: loop guard
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a dead-lettered message came from, read from its ``x-death`` headers."""
+
+    exchange: str
+    routing_key: str
+    queue: str
+    reason: str
+    died_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFilter:
+    reasons: frozenset[str] = frozenset()
+    services: frozenset[str] = frozenset()
+    levels: frozenset[Level] = frozenset()
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, origin: Origin) -> bool:
+        service, _, level = origin.routing_key.rpartition(".")
+        if self.reasons and origin.reason not in self.reasons:
+            return False
+        if self.services and service not in self.services:
+            return False
+        if self.levels and level.upper() not in {lvl.value for lvl in self.levels}:
+            return False
+        if origin.died_at is not None:
+            if self.since is not None and origin.died_at < self.since:
+                return False
+            if self.until is not None and origin.died_at > self.until:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    queue: str
+    filter: ReplayFilter = ReplayFilter()
+    limit: int | None = None
+    to_exchange: str | None = None
+    to_routing_key: str | None = None
+    to_queue: str | None = None
+    max_replays: int = 3
+    dry_run: bool = False
+
+    @property
+    def has_override(self) -> bool:
+        return self.to_exchange is not None or self.to_queue is not None
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """Counts per outcome, and per (origin queue, routing key, reason, outcome)."""
+
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    rows: Counter[tuple[str, str, str, Outcome]] = field(default_factory=Counter)
+
+    @property
+    def moved(self) -> int:
+        return self.outcomes[Outcome.MOVED]
+
+    @property
+    def left(self) -> int:
+        return sum(n for outcome, n in self.outcomes.items() if outcome is not Outcome.MOVED)
+
+
+def _utc(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None
+
+
+def origin_of(headers: Mapping[str, Any]) -> Origin | None:
+    """Return the first death of a message (x-first-death-* and its x-death entry), or None."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths:
+        return None
+    queue = headers.get("x-first-death-queue")
+    first = next((d for d in deaths if isinstance(d, dict) and d.get("queue") == queue), deaths[-1])
+    if not isinstance(first, dict):
+        return None
+    keys = first.get("routing-keys") or [""]
+    return Origin(
+        exchange=str(headers.get("x-first-death-exchange", first.get("exchange", ""))),
+        routing_key=str(keys[0]),
+        queue=str(first.get("queue", queue or "")),
+        reason=str(headers.get("x-first-death-reason", first.get("reason", ""))),
+        died_at=_utc(first.get("time")),
+    )
+
+
+def _destination(origin: Origin | None, options: ReplayOptions) -> tuple[str, str]:
+    """Return (exchange, routing key) to publish to: the overrides, else the origin."""
+    if options.to_queue is not None:
+        return "", options.to_queue
+    exchange = options.to_exchange if options.to_exchange is not None else (origin.exchange if origin else "")
+    key = options.to_routing_key if options.to_routing_key is not None else (origin.routing_key if origin else "")
+    return exchange, key
+
+
+class _Replayer:
+    def __init__(self, broker: Broker, publish_broker: Broker | None, options: ReplayOptions) -> None:
+        self.options = options
+        self.report = ReplayReport()
+        self.puller = QueuePuller(broker, options.queue)
+        self.publisher = (
+            Publisher(publish_broker, "", self._confirmed, max_in_flight=64, reconnect=False)
+            if publish_broker is not None
+            else None
+        )
+        self._checked: dict[str, bool] = {}
+        self._broker = broker
+
+    def _confirmed(self, token: object) -> None:
+        assert isinstance(token, int)
+        self.puller.ack(token)
+
+    def classify(self, delivery: Delivery) -> tuple[Outcome, Origin | None]:
+        origin = origin_of(delivery.headers)
+        if int(delivery.headers.get(REPLAYS_HEADER, 0)) >= self.options.max_replays:
+            return Outcome.TOO_MANY, origin
+        if origin is None:
+            return (Outcome.MOVED if self.options.has_override else Outcome.NO_DEATH), None
+        return (Outcome.MOVED if self.options.filter.matches(origin) else Outcome.FILTERED), origin
+
+    def move(self, delivery: Delivery, origin: Origin | None) -> None:
+        exchange, key = _destination(origin, self.options)
+        if exchange not in self._checked:
+            self._checked[exchange] = exchange_exists(self._broker, exchange)
+        if not self._checked[exchange]:
+            raise NotFound(f"exchange {exchange!r} no longer exists: send the messages elsewhere with --to-exchange")
+        headers = dict(delivery.headers)
+        headers[REPLAYS_HEADER] = int(headers.get(REPLAYS_HEADER, 0)) + 1
+        properties = {
+            k: v for k, v in delivery.properties.items() if k not in ("content_type", "delivery_mode") and v is not None
+        }
+        assert self.publisher is not None
+        self.publisher.publish(
+            Outgoing(
+                delivery.body,
+                key,
+                delivery.content_type or "application/octet-stream",
+                token=delivery.delivery_tag,
+                headers=headers,
+                exchange=exchange,
+                properties=properties,
+            )
+        )
+
+
+def replay(
+    broker: Broker,
+    publish_broker: Broker | None,
+    options: ReplayOptions,
+    on_progress: Callable[[int], None] = lambda _n: None,
+) -> ReplayReport:
+    """Move (or with ``dry_run`` only count) dead-lettered messages back where they came from."""
+    if not queue_exists(broker, options.queue):
+        raise NotFound(f"queue {options.queue!r} does not exist")
+    replayer = _Replayer(broker, None if options.dry_run else publish_broker, options)
+    report = replayer.report
+    seen = 0
+    try:
+        while options.limit is None or report.moved < options.limit:
+            delivery = replayer.puller.get()
+            if delivery is None:
+                break
+            seen += 1
+            outcome, origin = replayer.classify(delivery)
+            if outcome is Outcome.MOVED and not options.dry_run:
+                replayer.move(delivery, origin)
+            report.outcomes[outcome] += 1
+            row = (origin.queue, origin.routing_key, origin.reason) if origin else ("", "", "")
+            report.rows[(*row, outcome)] += 1
+            on_progress(seen)
+        if replayer.publisher is not None:
+            replayer.publisher.wait_confirmed()
+    finally:
+        replayer.puller.close()  # the unacked (left, or unconfirmed) go back in order
+    return report
+
+
+def service_filter(names: list[str]) -> frozenset[str]:
+    """Services as they appear in routing keys."""
+    return frozenset(routing_word(n) for n in names)

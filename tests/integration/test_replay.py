@@ -1,0 +1,203 @@
+"""replay on the real broker: real rejections, expiry and max-length; filters, dry run, kill and rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import amqp
+import pytest
+
+from tests.conftest import Env, run_logctl
+
+pytestmark = pytest.mark.integration
+
+
+def connect() -> amqp.Connection:
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    return conn
+
+
+def publish(ch: amqp.Channel, exchange: str, key: str, body: str, **headers: object) -> None:
+    ch.basic_publish(
+        amqp.Message(body.encode(), content_type="text/plain", delivery_mode=2, application_headers=dict(headers)),
+        exchange=exchange,
+        routing_key=key,
+    )
+
+
+def drain(ch: amqp.Channel, queue: str) -> list[amqp.Message]:
+    out = []
+    while (msg := ch.basic_get(queue, no_ack=True)) is not None:
+        out.append(msg)
+    return out
+
+
+def depth(ch: amqp.Channel, queue: str) -> int:
+    return int(ch.queue_declare(queue, passive=True)[1])
+
+
+@pytest.fixture
+def dead_letters(env: Env) -> dict[str, str]:
+    """Dead-letter 5 rejected messages from queue a, 2 maxlen and 3 expired from queue b.
+
+    Afterwards b is declared again without TTL or length limit, so replayed messages stay.
+    """
+    qa, qb = env.queue("a"), env.queue("b")
+    assert (
+        run_logctl(
+            ["consume", "--queue", qa, "--bind", "a.*", "--exit-when-idle", "0.1s", "--sink", "stdout"], env
+        ).returncode
+        == 0
+    )
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_select()
+    dlx = f"{env.exchange}.dlx"
+    ch.queue_declare(
+        qb, durable=True, arguments={"x-dead-letter-exchange": dlx, "x-max-length": 3, "x-message-ttl": 300}
+    )
+    ch.queue_bind(qb, env.exchange, "b.*")
+    for i in range(5):
+        publish(ch, env.exchange, "a.error", f"a{i}", **{"x-test": f"h{i}"})
+    for i in range(5):
+        publish(ch, env.exchange, "b.warn", f"b{i}")
+    for _ in range(5):
+        msg = ch.basic_get(qa)
+        ch.basic_reject(msg.delivery_tag, requeue=False)
+    time.sleep(1.5)  # b's survivors expire
+    ch.queue_delete(qb)
+    ch.queue_declare(qb, durable=True)
+    ch.queue_bind(qb, env.exchange, "b.*")
+    dlq = f"{env.exchange}.dlq"
+    deadline = time.time() + 10
+    while depth(ch, dlq) < 10 and time.time() < deadline:
+        time.sleep(0.2)
+    assert depth(ch, dlq) == 10
+    conn.close()
+    return {"a": qa, "b": qb, "dlq": dlq}
+
+
+def test_dry_run_counts_by_origin_and_reason_and_moves_nothing(env: Env, dead_letters: dict[str, str]) -> None:
+    result = run_logctl(["replay", "dlq", "--dry-run", "--output", "json"], env)
+    assert result.returncode == 0, result.stderr
+    rows = {(r["origin_queue"], r["reason"]): r["count"] for r in map(json.loads, result.stdout.splitlines())}
+    assert rows == {
+        (dead_letters["a"], "rejected"): 5,
+        (dead_letters["b"], "maxlen"): 2,
+        (dead_letters["b"], "expired"): 3,
+    }
+    assert "would move 10" in result.stderr
+    conn = connect()
+    assert depth(conn.channel(), dead_letters["dlq"]) == 10
+    conn.close()
+
+
+def test_filters_move_only_matches_and_the_rest_stay_in_order(env: Env, dead_letters: dict[str, str]) -> None:
+    conn = connect()
+    ch = conn.channel()
+    before = [m.body for m in _peek(ch, dead_letters["dlq"])]
+    result = run_logctl(["replay", "dlq", "--reason", "expired", "--output", "json"], env)
+    assert result.returncode == 0, result.stderr
+    assert "moved 3" in result.stderr
+    assert sorted(m.body for m in drain(ch, dead_letters["b"])) == [b"b2", b"b3", b"b4"]
+    left = [m.body for m in drain(ch, dead_letters["dlq"])]
+    assert left == [b for b in before if b not in (b"b2", b"b3", b"b4")]
+    conn.close()
+
+
+def _peek(ch: amqp.Channel, queue: str) -> list[amqp.Message]:
+    """Read a queue's messages without removing them (unacked, then returned)."""
+    msgs = []
+    while (msg := ch.basic_get(queue)) is not None:
+        msgs.append(msg)
+    ch.basic_recover(requeue=True)
+    return msgs
+
+
+def test_replay_restores_bodies_and_headers_to_the_original_queues(env: Env, dead_letters: dict[str, str]) -> None:
+    result = run_logctl(["replay", "dlq"], env)
+    assert result.returncode == 0, result.stderr
+    assert "moved 10, left 0" in result.stderr
+    conn = connect()
+    ch = conn.channel()
+    back_a = drain(ch, dead_letters["a"])
+    assert sorted(m.body for m in back_a) == [f"a{i}".encode() for i in range(5)]
+    for m in back_a:
+        headers = m.properties["application_headers"]
+        assert headers["x-test"] == "h" + m.body.decode()[1:]
+        assert headers["x-logctl-replays"] == 1
+        assert headers["x-death"][0]["reason"] == "rejected"
+        assert m.properties["content_type"] == "text/plain"
+        assert m.properties["delivery_mode"] == 2
+    assert sorted(m.body for m in drain(ch, dead_letters["b"])) == [f"b{i}".encode() for i in range(5)]
+    assert depth(ch, dead_letters["dlq"]) == 0
+    conn.close()
+
+
+def test_loop_guard_and_messages_without_x_death_are_left_and_reported(env: Env, dead_letters: dict[str, str]) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_select()
+    dlq = dead_letters["dlq"]
+    publish(ch, "", dlq, "by-hand")
+    publish(ch, "", dlq, "looping", **{"x-logctl-replays": 3})
+    result = run_logctl(["replay", "dlq"], env)
+    assert result.returncode == 0, result.stderr
+    assert "moved 10, left 2" in result.stderr
+    assert "max_replays=1" in result.stderr and "no_x_death=1" in result.stderr
+    assert sorted(m.body for m in drain(ch, dlq)) == [b"by-hand", b"looping"]
+    publish(ch, "", dlq, "by-hand")
+    result = run_logctl(["replay", "dlq", "--to-queue", dead_letters["b"]], env)
+    assert "moved 1" in result.stderr
+    assert [m.body for m in drain(ch, dead_letters["b"])][-1] == b"by-hand"
+    conn.close()
+
+
+def test_replay_killed_midway_then_rerun_loses_nothing(env: Env) -> None:
+    qa = env.queue("big")
+    assert (
+        run_logctl(
+            ["consume", "--queue", qa, "--bind", "big.*", "--exit-when-idle", "0.1s", "--sink", "stdout"], env
+        ).returncode
+        == 0
+    )
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_select()
+    for i in range(3000):
+        publish(ch, env.exchange, "big.info", f"m{i}")
+    ch.basic_qos(0, 500, False)
+    rejected = 0
+    while rejected < 3000:
+        msg = ch.basic_get(qa)
+        ch.basic_reject(msg.delivery_tag, requeue=False)
+        rejected += 1
+    dlq = f"{env.exchange}.dlq"
+    deadline = time.time() + 15
+    while depth(ch, dlq) < 3000 and time.time() < deadline:
+        time.sleep(0.2)
+    cmd = [sys.executable, "-m", "logctl", "replay", "dlq"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while depth(ch, dlq) > 2900 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.kill()  # mid-way: some moved and acked, some published and not yet acked
+    proc.wait()
+    left = depth(ch, dlq)
+    assert 0 < left < 3000, left
+    assert run_logctl(["replay", "dlq"], env).returncode == 0
+    bodies = [m.body for m in drain(ch, qa)]
+    assert set(bodies) == {f"m{i}".encode() for i in range(3000)}  # every one back (a few may come twice)
+    assert depth(ch, dlq) == 0
+    conn.close()
+
+
+def test_unknown_queue_is_exit_5(env: Env) -> None:
+    result = run_logctl(["replay", "no-such-queue"], env)
+    assert result.returncode == 5
+    assert "does not exist" in result.stderr
