@@ -44,6 +44,7 @@ class Publisher:
         max_in_flight: int,
         reconnect: bool = True,
         should_stop: Callable[[], bool] = lambda: False,
+        confirm: bool = True,
     ) -> None:
         self.broker = broker
         self.exchange = exchange
@@ -51,6 +52,7 @@ class Publisher:
         self.max_in_flight = max_in_flight
         self.reconnect = reconnect
         self.should_stop = should_stop
+        self.confirm = confirm  # False only for benchmarks: nothing is ever confirmed then
         self.republished = 0
         self._inflight: dict[int, Outgoing] = {}
         self._resend: list[Outgoing] = []
@@ -95,7 +97,8 @@ class Publisher:
     def _open(self) -> None:
         with translated(self.broker.settings.url):
             channel = self.broker.channel()
-            channel.confirm_select()
+            if self.confirm:
+                channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         self._channel = channel
@@ -116,6 +119,9 @@ class Publisher:
             self._channel.basic_publish(message, exchange=out.exchange or self.exchange, routing_key=out.routing_key)
         except CONNECTION_ERRORS as exc:
             self._recover(exc)
+            return
+        if not self.confirm:
+            self._on_ack(self._seq, False)
 
     def _pump(self, timeout: float) -> None:
         try:

@@ -100,6 +100,18 @@ def declare_consumer_queue(
                 channel.close()
 
 
+def declare_plain_queue(broker: Broker, queue: str, queue_type: str, exchange: str, pattern: str) -> None:
+    """Declare a durable queue of ``queue_type`` (no dead-lettering) bound to ``exchange`` by ``pattern``."""
+    with translated(broker.settings.url):
+        channel = broker.channel()
+        try:
+            channel.queue_declare(queue, durable=True, auto_delete=False, arguments={"x-queue-type": queue_type})
+            channel.queue_bind(queue, exchange, pattern)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+
 def declare_tail_queue(
     broker: Broker,
     channel: Any,
@@ -207,3 +219,20 @@ def default_queue_name(settings: Settings) -> str | None:
 def topology_of(settings: Settings) -> Topology:
     """Return the topology the settings name."""
     return Topology(settings.exchange, default_queue_name(settings))
+
+
+def delete_topology(broker: Broker, topology: Topology, queues: Sequence[str] = ()) -> None:
+    """Delete a topology's exchanges and queues (benchmarks clean up after themselves)."""
+    names = [topology.unrouted_queue, topology.dead_letter_queue, *queues]
+    if topology.default_queue:
+        names.append(topology.default_queue)
+    with translated(broker.settings.url):
+        channel = broker.channel()
+        try:
+            for queue in names:
+                channel.queue_delete(queue)
+            for exchange in (topology.exchange, topology.unrouted_exchange, topology.dead_letter_exchange):
+                channel.exchange_delete(exchange)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()

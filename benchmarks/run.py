@@ -1,0 +1,227 @@
+"""logctl against its baselines, measured in one run on one broker; prints figures and ratios.
+
+    .venv/bin/python benchmarks/run.py              # 1,000,000 lines
+    .venv/bin/python benchmarks/run.py --lines 200000
+
+1. ``logctl ship --no-follow`` of a file of mixed real-world formats into a quorum queue.
+2. The naive baseline: one kombu publish per line, waiting for each confirm.
+3. A real peer, where installed: syslog-ng's amqp() destination reading the same file
+   (Debian: apt-get install syslog-ng-core syslog-ng-mod-amqp).
+4. ``logctl consume`` of the shipped records into SQLite and into a JSON-lines file.
+5. ``logctl tail --output json`` keeping up with a fast publisher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import amqp
+import kombu
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from logctl.bench import synthetic_lines  # noqa: E402
+from logctl.codec import encode  # noqa: E402
+from logctl.records import Level, LogRecord, now_utc  # noqa: E402
+
+
+def run_logctl(args: list[str], env: dict[str, str], **kw: object) -> tuple[str, float, float]:
+    """Run logctl; return (stderr, seconds, peak RSS in MB) of the child itself."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logctl", *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, **kw
+    )  # type: ignore[call-overload]
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - started
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"logctl {' '.join(args)} failed: {stderr}")
+    return stderr, seconds, usage.ru_maxrss / 1024
+
+
+def figure(stderr: str, key: str) -> float:
+    match = re.search(rf"{key}=(\d+(?:\.\d+)?)", stderr)
+    return float(match.group(1)) if match else 0.0
+
+
+def channel() -> tuple[amqp.Connection, amqp.Channel]:
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    return conn, conn.channel()
+
+
+def cleanup(exchange: str) -> None:
+    conn, ch = channel()
+    for q in ("default", "unrouted", "dlq", "sng"):
+        ch.queue_delete(f"{exchange}.{q}")
+    for suffix in ("", ".unrouted", ".dlx"):
+        ch.exchange_delete(exchange + suffix)
+    conn.close()
+
+
+def naive_baseline(path: Path, limit_s: float = 10.0) -> float:
+    """One kombu publish per line with confirm_publish: what a first version does."""
+    queue = f"naive-{uuid.uuid4().hex[:8]}"
+    with kombu.Connection("amqp://guest:guest@127.0.0.1:5672//", transport_options={"confirm_publish": True}) as conn:
+        q = kombu.Queue(queue, durable=True, queue_arguments={"x-queue-type": "quorum"})
+        q(conn.default_channel).declare()
+        producer = conn.Producer()
+        sent = 0
+        started = time.monotonic()
+        with path.open() as fh:
+            for line in fh:
+                producer.publish(line, routing_key=queue, delivery_mode=2, serializer=None, content_type="text/plain")
+                sent += 1
+                if time.monotonic() - started > limit_s:
+                    break
+        rate = sent / (time.monotonic() - started)
+        q(conn.default_channel).delete()
+    return rate
+
+
+def syslog_ng(path: Path, lines: int, work: Path) -> float | None:
+    """syslog-ng's amqp() destination reading the same file into a quorum queue; None if not installed."""
+    binary = shutil.which("syslog-ng")
+    if binary is None or not list(Path("/usr/lib/syslog-ng").glob("*/libafamqp.so")):
+        return None
+    exchange = f"sng-{uuid.uuid4().hex[:8]}"
+    conn, ch = channel()
+    ch.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+    ch.queue_declare(f"{exchange}.sng", durable=True, arguments={"x-queue-type": "quorum"})
+    ch.queue_bind(f"{exchange}.sng", exchange, "#")
+    config = work / "syslog-ng.conf"
+    config.write_text(
+        "@version: 3.38\n"
+        "options { log-fifo-size(100000); };\n"
+        f'source s {{ file("{path}" flags(no-parse) log-fetch-limit(10000) log-iw-size(100000)); }};\n'
+        f'destination d {{ amqp(host("127.0.0.1") username("guest") password("guest") exchange("{exchange}") '
+        'exchange-declare(no) routing-key("app.info") persistent(yes) body("${MESSAGE}")); };\n'
+        "log { source(s); destination(d); };\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [binary, "-F", "-f", str(config), "-R", str(work / "sng.persist"), "-p", str(work / "sng.pid"),
+         "-c", str(work / "sng.ctl")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = started + 600
+        while time.monotonic() < deadline:
+            depth = int(ch.queue_declare(f"{exchange}.sng", passive=True)[1])
+            if depth >= lines:
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - started
+    finally:
+        proc.terminate()
+        proc.wait()
+        ch.queue_delete(f"{exchange}.sng")
+        ch.exchange_delete(exchange)
+        conn.close()
+    return lines / seconds
+
+
+def tail_rate(env: dict[str, str], records: int) -> tuple[float, str]:
+    """Records/s that ``tail --output json`` renders while a publisher sends batches of 1,000 at full speed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logctl", "tail", "--output", "json", "--count", str(records)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    shown = 0
+
+    def count() -> None:
+        nonlocal shown
+        assert proc.stdout is not None
+        for _line in proc.stdout:
+            shown += 1
+
+    reader = threading.Thread(target=count, daemon=True)
+    reader.start()
+    time.sleep(3)  # tail binds its queue
+    now = now_utc()
+    body, content_type = encode([LogRecord(f"t-{i:012x}", now, Level.INFO, "api", "x" * 100) for i in range(1000)])
+    conn, ch = channel()
+    started = time.monotonic()
+    for _ in range(records // 1000):
+        ch.basic_publish(
+            amqp.Message(body, content_type=content_type, application_headers={"x-logctl-count": 1000}),
+            exchange=env["LOGCTL_EXCHANGE"],
+            routing_key="api.info",
+        )
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait()
+    seconds = time.monotonic() - started
+    reader.join(timeout=5)
+    conn.close()
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    return shown / seconds, stderr.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    opts = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="logctl-benchmarks-"))
+    path = work / "mixed.log"
+    with path.open("w") as fh:
+        fh.writelines(line + "\n" for line in synthetic_lines(opts.lines, 100))
+    size_mb = path.stat().st_size / 1e6
+    exchange = f"benchmarks-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "LOGCTL_EXCHANGE": exchange, "LOGCTL_STATE_DIR": str(work / "state"), "NO_COLOR": "1"}
+    rows: list[tuple[str, str, str]] = []
+    print(f"{opts.lines:,} lines ({size_mb:.0f} MB) of mixed formats; RabbitMQ on 127.0.0.1, quorum queues", flush=True)
+
+    stderr, seconds, rss = run_logctl(["ship", "--no-follow", str(path)], env)
+    ship = opts.lines / seconds
+    rows.append(("logctl ship --no-follow (whole process)", f"{ship:,.0f} lines/s", f"peak RSS {rss:.0f} MB"))
+    naive = naive_baseline(path)
+    rows.append(("naive: kombu publish per line, confirm each", f"{naive:,.0f} lines/s", f"ship = {ship / naive:.0f}x"))
+    sng = syslog_ng(path, opts.lines, work)
+    if sng is None:
+        rows.append(("syslog-ng amqp()", "not installed", "apt-get install syslog-ng-core syslog-ng-mod-amqp"))
+    else:
+        rows.append(("syslog-ng 3.38 file -> amqp() (no confirms)", f"{sng:,.0f} lines/s", f"ship = {ship / sng:.1f}x"))
+
+    sqlite = work / "out.db"
+    stderr, _s, rss = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{sqlite}"], env)
+    rows.append(
+        ("logctl consume -> SQLite", f"{figure(stderr, 'records_per_s'):,.0f} records/s", f"peak RSS {rss:.0f} MB")
+    )
+    run_logctl(["ship", "--no-follow", str(path)], {**env, "LOGCTL_STATE_DIR": str(work / "state2")})
+    jsonl = work / "out.jsonl"
+    stderr, _s, rss = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"file://{jsonl}"], env)
+    rows.append(
+        (
+            "logctl consume -> JSON-lines file",
+            f"{figure(stderr, 'records_per_s'):,.0f} records/s",
+            f"peak RSS {rss:.0f} MB",
+        )
+    )
+
+    rate, tail_err = tail_rate(env, min(opts.lines, 300_000))
+    rows.append(("logctl tail --output json", f"{rate:,.0f} records/s", tail_err.replace("logctl: ", "") or "no drops"))
+    cleanup(exchange)
+
+    width = max(len(r[0]) for r in rows)
+    print()
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>20}  {note}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
