@@ -49,8 +49,12 @@ def resolve_mode(mode: OutputMode, stream: IO[str] | None = None) -> OutputMode:
 
 def write_json_lines(rows: Iterable[dict[str, Any]]) -> None:
     """Write one JSON object per line to stdout."""
+    data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
+    for row in rows:
+        data += orjson.dumps(row, default=str)
+        data += b"\n"
     out = sys.stdout.buffer
-    out.write(b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows))
+    out.write(data)
     out.flush()
 
 

@@ -10,6 +10,7 @@ byte offset) let the sinks drop what arrives twice.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import os
@@ -22,9 +23,9 @@ from typing import Protocol
 from logctl.checkpoint import Checkpoint, CheckpointStore, state_lock
 from logctl.codec import encode
 from logctl.config import Settings
-from logctl.errors import NotFound, PermissionDenied
+from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
 from logctl.records import Level, LogRecord, routing_key
-from logctl.tailer import FileSource, Mark, Source, StdinSource
+from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
 
@@ -72,6 +73,23 @@ class ShipStats:
     @property
     def lines_per_second(self) -> float:
         return self.lines / self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class _Copyable:
+    """What identifies a file's content for its copies: probe hash, ids, and how far it was read."""
+
+    name: str
+    probe: tuple[str, int]
+    prefix: str
+    fingerprint: str
+    fingerprint_len: int
+    line_start: int
+
+    @staticmethod
+    def of(src: FileSource) -> _Copyable:
+        assert src.probe is not None and src.prefix is not None and src.fingerprint is not None
+        return _Copyable(src.name, src.probe, src.prefix, src.fingerprint, src.fingerprint_len, src.line_start)
 
 
 class Batch:
@@ -151,6 +169,7 @@ class Shipper:
         self._batches: dict[str, Batch] = {}
         self._keys: dict[tuple[str, Level], str] = {}
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
+        self._truncated: list[_Copyable] = []  # content gone from its file, maybe kept in a copy
         self._warned: set[str] = set()
         self._file_patterns = tuple(p for p in options.paths if p != "-")
         if "-" in options.paths:
@@ -344,6 +363,8 @@ class Shipper:
             return
         for src in list(self.sources.values()):
             self._check_truncated(src)
+            if src.parser is not None and not src.superseded and (src.probe is None or src.probe[1] < COPY_PROBE_MAX):
+                src.take_probe()  # a file that was small when first seen: probe again as it grows
 
     def _finish_rotated_while_down(self, seen: set[str]) -> None:
         """Files rotated away while ship was stopped: read each to its end from its checkpoint.
@@ -394,7 +415,17 @@ class Shipper:
             return False
         derived = self._derive.pop(src.key, None)
         checkpoint = self.store.get(src.key) if self.store is not None and derived is None else None
-        if checkpoint is None:
+        original = self._copy_of(src) if checkpoint is None and derived is None else None
+        if original is not None:
+            # A copy (copytruncate): same ids as the original, from where the original was read.
+            src.prefix, src.fingerprint, src.fingerprint_len = (
+                original.prefix,
+                original.fingerprint,
+                original.fingerprint_len,
+            )
+            start = original.line_start
+            self.notify(f"{src.name} is a copy of {original.name}; reading it from offset {start}")
+        elif checkpoint is None:
             src.identify(first, derive_from=derived)
             start = src.size() if src.from_end else 0
         elif src.same_content(checkpoint.fingerprint, checkpoint.fingerprint_len) and src.size() >= checkpoint.offset:
@@ -408,7 +439,20 @@ class Shipper:
             src.identify(first, derive_from=checkpoint.prefix)
             start = 0
         src.begin(start)
+        src.take_probe()
         return True
+
+    def _copy_of(self, src: FileSource) -> _Copyable | None:
+        """The file (live, or truncated a moment ago) whose first bytes ``src`` repeats exactly."""
+        candidates: list[_Copyable] = [
+            _Copyable.of(s) for s in self.sources.values() if s is not src and s.probe is not None and not s.superseded
+        ]
+        for original in [*candidates, *self._truncated]:
+            digest, length = original.probe
+            head = src.head(length)
+            if len(head) == length and fingerprint_of(head) == digest:
+                return original
+        return None
 
     def _check_truncated(self, src: FileSource) -> None:
         """copytruncate and in-place rewrites: read the file again from 0 under new ids."""
@@ -422,7 +466,10 @@ class Shipper:
         if not (shrunk or rewritten):
             return
         self.notify(f"{src.name} was truncated; reading it again from the start")
-        src.finish()
+        if src.probe is not None:
+            self._truncated = [*self._truncated[-7:], _Copyable.of(src)]
+        src.drop_partial()  # cut by the truncation; whole in the copy, if there is one
+        src.flush_record()
         self._drain_ready(src)
         src.superseded = True
         self.retired.append(src)
@@ -543,6 +590,18 @@ def ship_status(store: CheckpointStore) -> list[FileStatus]:
     return sorted(rows, key=lambda r: r.path)
 
 
+def _connect(broker: Broker, follow: bool, stop: Callable[[], bool], notify: Notify) -> None:
+    """Connect; a following ship started while the broker is down waits for it (one notice)."""
+    try:
+        broker.connect(broker.settings.connect_retries)
+    except BrokerUnreachable as exc:
+        if not follow:
+            raise
+        notify(f"{exc}; waiting for it (Ctrl-C to stop)")
+        broker.reconnect(stop)
+        notify("connected to broker")
+
+
 def ship(
     settings: Settings,
     options: ShipOptions,
@@ -556,18 +615,15 @@ def ship(
         return Shipper(options, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
     check_paths(options.paths)
     has_files = any(p != "-" for p in options.paths)
-    lock = state_lock(settings.state_dir) if has_files else None
-    if lock is not None:
-        lock.__enter__()
-    try:
+    with contextlib.ExitStack() as stack:
+        if has_files:
+            stack.enter_context(state_lock(settings.state_dir))
         store = CheckpointStore(settings.state_dir) if has_files else None
-        with Broker(settings, notify) as broker:
-            declare_topology(broker, topology_of(settings))
+        broker = stack.enter_context(contextlib.closing(Broker(settings, notify)))
+        _connect(broker, options.follow, stop, notify)
+        declare_topology(broker, topology_of(settings))
 
-            def make_output(confirm: Callable[[object], None]) -> Output:
-                return Publisher(broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop)
+        def make_output(confirm: Callable[[object], None]) -> Output:
+            return Publisher(broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop)
 
-            return Shipper(options, make_output, store, notify).run(stop)
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
+        return Shipper(options, make_output, store, notify).run(stop)

@@ -20,6 +20,9 @@ from logctl.parsing import LineParser
 from logctl.records import LogRecord, source_prefix
 
 FINGERPRINT_MAX = 1024
+# A file whose first bytes equal another's up to this many is taken for its copy (copytruncate).
+COPY_PROBE_MAX = 64 * 1024
+COPY_PROBE_MIN = 1024
 FLAG_INVALID_UTF8 = "logctl.invalid_utf8"
 FLAG_NUL = "logctl.nul_bytes"
 FLAG_TRUNCATED = "logctl.truncated_bytes"
@@ -103,6 +106,18 @@ class Source:
     def close(self) -> None:
         """Release what the source holds open."""
         return None
+
+    @property
+    def line_start(self) -> int:
+        """Offset of the first byte not yet cut into lines (the partial line, if any)."""
+        if self._long is not None:
+            return self._long.start
+        return self.pos - len(self._buffer)
+
+    def drop_partial(self) -> None:
+        """Forget the partial last line (its file was truncated under it)."""
+        self._buffer = b""
+        self._long = None
 
     @property
     def has_open_record(self) -> bool:
@@ -260,6 +275,7 @@ class FileSource(Source):
         self.moved_since: float | None = None  # when the path stopped pointing at this file
         self.superseded = False  # truncated: a new source took over this inode
         self.from_end = False  # start at the end when first seen (``--from-end``)
+        self.probe: tuple[str, int] | None = None  # hash and length of the first bytes, to spot copies
 
     def head(self, size: int) -> bytes:
         return os.pread(self.fd, size, 0)
@@ -280,6 +296,11 @@ class FileSource(Source):
         self.fingerprint_len = len(first)
         seed = (derive_from or self.key).encode()
         self.prefix = source_prefix(seed + b":" + first)
+
+    def take_probe(self) -> None:
+        """Remember a hash of the first bytes (up to 64 KiB), by which a copy of this file is known."""
+        head = self.head(COPY_PROBE_MAX)
+        self.probe = (fingerprint_of(head), len(head)) if len(head) >= COPY_PROBE_MIN else None
 
     def same_content(self, fingerprint: str, length: int) -> bool:
         """Whether the file still starts with the line it had when fingerprinted."""

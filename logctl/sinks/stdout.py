@@ -22,14 +22,17 @@ class StdoutSink:
         self._seen: set[str] = set()
 
     def write(self, records: list[LogRecord]) -> int:
-        out = sys.stdout.buffer
+        data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
         count = 0
         for r in records:
             if r.id in self._seen:
                 continue
             self._seen.add(r.id)
-            out.write(orjson.dumps(record_to_dict(r), default=str) + b"\n")
+            data += orjson.dumps(record_to_dict(r), default=str)
+            data += b"\n"
             count += 1
+        out = sys.stdout.buffer
+        out.write(data)
         out.flush()
         if len(self._seen) > RECENT_IDS:
             self._seen.clear()

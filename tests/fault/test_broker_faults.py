@@ -77,3 +77,28 @@ def test_memory_alarm_blocks_publishers_then_shipping_resumes(
     wait_caught_up(own_env, log, timeout=90)
     stop_ship(proc)
     assert_exactly_once(sequence_numbers(own_env, tmp_path), written)
+
+
+def test_following_ship_started_while_the_broker_is_down_waits_for_it(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    import signal
+
+    own_env["LOGCTL_CONNECT_RETRIES"] = "0"
+    log = tmp_path / "app.log"
+    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(500)))
+    own_broker.stop()
+    try:
+        proc = start_ship(own_env, str(log))
+        time.sleep(4)
+        assert proc.poll() is None, "a following ship must wait for the broker, not exit"
+    finally:
+        own_broker.start()
+    with log.open("a") as fh:
+        fh.write("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(500, 800)))
+    wait_caught_up(own_env, log, timeout=90)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert "waiting for it" in err.decode()
+    assert_exactly_once(sequence_numbers(own_env, tmp_path), 800)

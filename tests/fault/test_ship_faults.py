@@ -256,3 +256,32 @@ def test_symlinked_file_is_followed_to_its_target(env: Env, tmp_path: Path) -> N
     result = run_logctl(["ship", "--no-follow", str(link)], env)
     assert result.returncode == 0, result.stderr
     assert_exactly_once(sequence_numbers(env, tmp_path), 250)
+
+
+def test_copytruncate_under_a_live_writer_with_copies_followed_ships_each_line_once(env: Env, tmp_path: Path) -> None:
+    """logrotate's copytruncate while lines keep coming; ship follows app.log* so it sees the copies.
+
+    The copies repeat bytes ship already read from the original: they take the original's
+    ids from where it had read, so nothing is stored twice, and what the truncation took
+    from the original before ship read it comes from the copy.
+    """
+    import shutil
+
+    log = tmp_path / "app.log"
+    log.touch()
+    writer = Writer(log, rate_per_s=8000)
+    writer.start()
+    proc = start_ship(env, str(tmp_path / "app.log*"))
+    for n in range(1, 4):
+        time.sleep(1.5)
+        with writer.lock:  # logrotate's copy-then-truncate, with no write in between
+            shutil.copyfile(log, tmp_path / f"app.log.{n}")
+            with log.open("r+") as fh:
+                fh.truncate(0)
+    time.sleep(1.5)
+    written = writer.stop()
+    time.sleep(3)
+    for path in [log, *(tmp_path / f"app.log.{n}" for n in range(1, 4))]:
+        wait_caught_up(env, path)
+    stop_ship(proc)
+    assert_exactly_once(sequence_numbers(env, tmp_path), written)
