@@ -95,8 +95,19 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(_cell(v) for v in row))
     Console().print(table)
+
+
+def _cell(value: object) -> str:
+    """A table cell: text as is, structured values as compact JSON, nothing as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | bool):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 def summary_line(pairs: Sequence[tuple[str, object]]) -> str:

@@ -51,7 +51,7 @@ def list_cmd(
     rows: list[tuple[object, ...]] = []
     for name in preset_names():
         preset = load_preset(name, settings.exchange)
-        rows.append(("preset", name, preset.pattern, preset.apply_to, preset.priority, json.dumps(preset.definition)))
+        rows.append(("preset", name, preset.pattern, preset.apply_to, preset.priority, preset.definition))
     for live in _api(settings).policies(vhost):
         rows.append(
             (f"live {live.vhost}", live.name, live.pattern, live.apply_to, live.priority, json.dumps(live.definition))
@@ -75,7 +75,7 @@ def show_cmd(
     settings = settings_from(config, exchange=exchange)
     preset = override(load_preset(name, settings.exchange), sets or [], pattern, priority, apply_to)
     rows = [("pattern", preset.pattern), ("apply-to", preset.apply_to), ("priority", preset.priority)]
-    rows += [(f"definition.{k}", json.dumps(v)) for k, v in preset.definition.items()]
+    rows += [(f"definition.{k}", v) for k, v in preset.definition.items()]
     print_table(f"{preset.name}: {preset.description}", ("key", "value"), rows, output)
 
 
@@ -101,7 +101,7 @@ def diff_cmd(
         vhost, policy_name
     )
     live = _api(settings).policy(vhost, desired.name)
-    rows = [(d.key, _show(d.live), _show(d.desired), d.change.value) for d in diff_policy(desired, live)]
+    rows = [(d.key, d.live, d.desired, d.change.value) for d in diff_policy(desired, live)]
     print_table(f"{desired.name} in vhost {vhost}", ("key", "live", "desired", "change"), rows, output)
 
 
@@ -134,7 +134,7 @@ def apply_cmd(
     result = apply_policy(_api(settings), desired, dry_run=dry_run)
     if result.warning:
         notify(f"warning: {result.warning}")
-    rows = [(d.key, _show(d.live), _show(d.desired), d.change.value) for d in result.changes]
+    rows = [(d.key, d.live, d.desired, d.change.value) for d in result.changes]
     print_table(f"{desired.name} in vhost {vhost}", ("key", "live", "desired", "change"), rows, output)
     changed = sum(1 for d in result.changes if d.change is not Change.SAME)
     if dry_run:
@@ -159,7 +159,3 @@ def delete_cmd(
     settings = settings_from(config, url=url, management_url=management)
     _api(settings).delete_policy(vhost, name)
     notify(f"deleted policy {name} in vhost {vhost}")
-
-
-def _show(value: object) -> str:
-    return "" if value is None else json.dumps(value)

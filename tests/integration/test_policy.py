@@ -55,7 +55,7 @@ def test_apply_diff_delete_round_trip(env: Env, policy_name: str) -> None:
     changed = run_logctl(["policy", "diff", "ha-log", *scope, "--set", "ha-params=3", "--output", "json"], env)
     rows = {r["key"]: r for r in map(json.loads, changed.stdout.splitlines())}
     assert rows["definition.ha-params"]["change"] == "changed"
-    assert (rows["definition.ha-params"]["live"], rows["definition.ha-params"]["desired"]) == ("2", "3")
+    assert (rows["definition.ha-params"]["live"], rows["definition.ha-params"]["desired"]) == (2, 3)
 
     dry = run_logctl(["policy", "apply", "ha-log", *scope, "--set", "ha-params=3", "--dry-run"], env)
     assert dry.returncode == 0 and "nothing applied" in dry.stderr
