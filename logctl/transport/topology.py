@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ import kombu
 
 from logctl.config import Settings
 from logctl.errors import NotFound
-from logctl.transport.connection import Broker, translate, translated
+from logctl.transport.connection import Broker, translated
 
 # Names derived from the main exchange (``logs`` by default).
 UNROUTED_SUFFIX = ".unrouted"
@@ -48,34 +48,32 @@ class Topology:
         return self.exchange + DLQ_SUFFIX
 
 
-def declare_topology(broker: Broker, topology: Topology) -> None:
-    """Declare the main topic exchange with its alternate exchange, and the dead-letter pair."""
+@contextlib.contextmanager
+def _channel(broker: Broker) -> Iterator[Any]:
+    """A channel of its own for one operation (a failed passive declare closes it), then closed."""
     with translated(broker.settings.url):
         channel = broker.channel()
         try:
-            unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
-            unrouted.declare(channel=channel)
-            kombu.Queue(
-                topology.unrouted_queue,
-                unrouted,
-                durable=True,
-                queue_arguments={"x-queue-type": "quorum"},
-            ).declare(channel=channel)
-            main = kombu.Exchange(
-                topology.exchange,
-                "topic",
-                durable=True,
-                arguments={"alternate-exchange": topology.unrouted_exchange},
-            )
-            main.declare(channel=channel)
-            dlx = kombu.Exchange(topology.dead_letter_exchange, "fanout", durable=True)
-            dlx.declare(channel=channel)
-            kombu.Queue(
-                topology.dead_letter_queue, dlx, durable=True, queue_arguments={"x-queue-type": "quorum"}
-            ).declare(channel=channel)
+            yield channel
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # the channel may already be closed by the broker
                 channel.close()
+
+
+def declare_topology(broker: Broker, topology: Topology) -> None:
+    """Declare the main topic exchange with its alternate exchange, and the dead-letter pair."""
+    with _channel(broker) as channel:
+        unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
+        unrouted.declare(channel=channel)
+        quorum = {"x-queue-type": "quorum"}
+        kombu.Queue(topology.unrouted_queue, unrouted, durable=True, queue_arguments=quorum).declare(channel=channel)
+        main = kombu.Exchange(
+            topology.exchange, "topic", durable=True, arguments={"alternate-exchange": topology.unrouted_exchange}
+        )
+        main.declare(channel=channel)
+        dlx = kombu.Exchange(topology.dead_letter_exchange, "fanout", durable=True)
+        dlx.declare(channel=channel)
+        kombu.Queue(topology.dead_letter_queue, dlx, durable=True, queue_arguments=quorum).declare(channel=channel)
     if topology.default_queue:
         declare_consumer_queue(broker, topology, topology.default_queue, ("#",))
 
@@ -87,29 +85,18 @@ def declare_consumer_queue(
     arguments: dict[str, Any] = {"x-queue-type": queue_type, "x-dead-letter-exchange": topology.dead_letter_exchange}
     if queue_type == "quorum":
         arguments["x-delivery-limit"] = broker.settings.delivery_limit
-    with translated(broker.settings.url):
-        channel = broker.channel()
-        try:
-            exchange = kombu.Exchange(topology.exchange, "topic", durable=True, no_declare=True)
-            q = kombu.Queue(queue, exchange, durable=True, queue_arguments=arguments, bindings=[])
-            q.declare(channel=channel)
-            for pattern in patterns:
-                channel.queue_bind(queue, topology.exchange, pattern)
-        finally:
-            with contextlib.suppress(Exception):
-                channel.close()
+    with _channel(broker) as channel:
+        exchange = kombu.Exchange(topology.exchange, "topic", durable=True, no_declare=True)
+        kombu.Queue(queue, exchange, durable=True, queue_arguments=arguments, bindings=[]).declare(channel=channel)
+        for pattern in patterns:
+            channel.queue_bind(queue, topology.exchange, pattern)
 
 
 def declare_plain_queue(broker: Broker, queue: str, queue_type: str, exchange: str, pattern: str) -> None:
     """Declare a durable queue of ``queue_type`` (no dead-lettering) bound to ``exchange`` by ``pattern``."""
-    with translated(broker.settings.url):
-        channel = broker.channel()
-        try:
-            channel.queue_declare(queue, durable=True, auto_delete=False, arguments={"x-queue-type": queue_type})
-            channel.queue_bind(queue, exchange, pattern)
-        finally:
-            with contextlib.suppress(Exception):
-                channel.close()
+    with _channel(broker) as channel:
+        channel.queue_declare(queue, durable=True, auto_delete=False, arguments={"x-queue-type": queue_type})
+        channel.queue_bind(queue, exchange, pattern)
 
 
 def declare_tail_queue(
@@ -144,15 +131,12 @@ def declare_counter_queue(broker: Broker, channel: Any, max_length: int) -> str:
 
 
 def queue_exists(broker: Broker, queue: str) -> bool:
-    """Whether ``queue`` exists (a passive declare, on a channel of its own since a miss closes it)."""
-    channel = broker.channel()
-    try:
-        channel.queue_declare(queue, passive=True)
-    except amqp.exceptions.NotFound:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            channel.close()
+    """Whether ``queue`` exists."""
+    with _channel(broker) as channel:
+        try:
+            channel.queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound:
+            return False
     return True
 
 
@@ -160,14 +144,11 @@ def exchange_exists(broker: Broker, exchange: str) -> bool:
     """Whether ``exchange`` exists ("" is the default exchange, which always does)."""
     if exchange == "":
         return True
-    channel = broker.channel()
-    try:
-        channel.exchange_declare(exchange, "topic", passive=True)
-    except amqp.exceptions.NotFound:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            channel.close()
+    with _channel(broker) as channel:
+        try:
+            channel.exchange_declare(exchange, "topic", passive=True)
+        except amqp.exceptions.NotFound:
+            return False
     return True
 
 
@@ -178,34 +159,21 @@ def ensure_consumer_queue(
 
     A missing queue is bound to ``patterns``, or to ``#`` when none are given.
     """
-    with translated(broker.settings.url):
-        exists = queue_exists(broker, queue)
-    if not exists:
+    if not queue_exists(broker, queue):
         declare_consumer_queue(broker, topology, queue, patterns or ("#",), queue_type)
         return
-    if patterns:
-        with translated(broker.settings.url):
-            channel = broker.channel()
-            try:
-                for pattern in patterns:
-                    channel.queue_bind(queue, topology.exchange, pattern)
-            finally:
-                with contextlib.suppress(Exception):
-                    channel.close()
+    with _channel(broker) as channel:
+        for pattern in patterns:
+            channel.queue_bind(queue, topology.exchange, pattern)
 
 
 def queue_depth(broker: Broker, queue: str) -> int:
     """Return how many messages wait in ``queue``; NotFound if it does not exist."""
-    channel = broker.channel()
-    try:
-        _name, count, _consumers = channel.queue_declare(queue, passive=True)
-    except amqp.exceptions.NotFound as exc:
-        raise NotFound(f"queue {queue!r} does not exist") from exc
-    except (amqp.exceptions.AMQPError, OSError) as exc:
-        raise translate(exc, broker.settings.url) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            channel.close()
+    with _channel(broker) as channel:
+        try:
+            _name, count, _consumers = channel.queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound as exc:
+            raise NotFound(f"queue {queue!r} does not exist") from exc
     return int(count)
 
 
@@ -226,13 +194,8 @@ def delete_topology(broker: Broker, topology: Topology, queues: Sequence[str] = 
     names = [topology.unrouted_queue, topology.dead_letter_queue, *queues]
     if topology.default_queue:
         names.append(topology.default_queue)
-    with translated(broker.settings.url):
-        channel = broker.channel()
-        try:
-            for queue in names:
-                channel.queue_delete(queue)
-            for exchange in (topology.exchange, topology.unrouted_exchange, topology.dead_letter_exchange):
-                channel.exchange_delete(exchange)
-        finally:
-            with contextlib.suppress(Exception):
-                channel.close()
+    with _channel(broker) as channel:
+        for queue in names:
+            channel.queue_delete(queue)
+        for exchange in (topology.exchange, topology.unrouted_exchange, topology.dead_letter_exchange):
+            channel.exchange_delete(exchange)
