@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from pytest_rabbitmq import factories
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
 from tests.conftest import Env
@@ -22,21 +19,6 @@ from tests.fault.test_ship_faults import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
-
-# The machine's /etc/rabbitmq/rabbitmq.conf pins the listener to 5672; the test's own
-# broker takes an empty config so that RABBITMQ_NODE_PORT (set by pytest-rabbitmq) rules.
-_config = Path(tempfile.mkdtemp(prefix="logctl-rabbit-")) / "rabbitmq.conf"
-_config.write_text("# private test broker: listener port from RABBITMQ_NODE_PORT\n")
-os.environ["RABBITMQ_CONFIG_FILE"] = str(_config)
-
-own_broker = factories.rabbitmq_proc(port=None)
-
-
-@pytest.fixture
-def own_env(env: Env, own_broker: RabbitMqExecutor) -> Env:
-    env["LOGCTL_URL"] = f"amqp://guest:guest@127.0.0.1:{own_broker.port}//"
-    env["LOGCTL_CONNECT_RETRIES"] = "10"
-    return env
 
 
 def test_broker_restart_during_shipping_loses_and_doubles_nothing(

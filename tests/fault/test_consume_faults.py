@@ -1,0 +1,108 @@
+"""Fault tests for consume: kill it mid-batch, restart the broker under it; count rows end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pytest_rabbitmq.factories.executor import RabbitMqExecutor
+
+from tests.conftest import Env, run_logctl
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+
+def numbered(path: Path, start: int, stop: int) -> None:
+    with path.open("a") as fh:
+        fh.write("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(start, stop)))
+
+
+def start_consume(env: Env, db: Path, prefetch: int = 5) -> subprocess.Popen[bytes]:
+    """consume into SQLite with small batches, so that a kill lands between fetch, commit and ack."""
+    args = ["consume", "--sink", f"sqlite:///{db}", "--prefetch", str(prefetch), "--batch-size", "50"]
+    cmd = [sys.executable, "-m", "logctl", *args]
+    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stored(db: Path) -> list[int]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return sorted(int(m.split()[1]) for (m,) in conn.execute("select message from records"))
+
+
+def wait_for_rows(db: Path, count: int, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if len(stored(db)) >= count:
+                return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.3)
+
+
+def assert_each_once(numbers: list[int], count: int) -> None:
+    assert len(set(numbers)) == count, f"{count - len(set(numbers))} lost"
+    assert len(numbers) == count, f"{len(numbers) - len(set(numbers))} stored twice"
+
+
+def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: Env, tmp_path: Path) -> None:
+    import random
+
+    total = 100_000
+    log = tmp_path / "app.log"
+    numbered(log, 0, total)
+    # Small messages (batch size 50), so there are many deliveries to be caught between commit and ack.
+    result = run_logctl(["ship", "--no-follow", "--batch-size", "50", str(log)], env)
+    assert result.returncode == 0, result.stderr
+    db = tmp_path / "sink.db"
+    rng = random.Random(7)
+    kills_mid_stream = 0
+    for _ in range(6):
+        proc = start_consume(env, db, prefetch=1)  # one 50-record message per fsynced commit: slow on purpose
+        time.sleep(rng.uniform(0.6, 1.2))
+        proc.kill()
+        proc.wait()
+        kills_mid_stream += 0 < len(stored(db)) < total
+    assert kills_mid_stream >= 3, kills_mid_stream  # the kills landed while records were moving
+    final = start_consume(env, db)
+    wait_for_rows(db, total)
+    time.sleep(1)  # let it settle into its loop before the signal
+    final.send_signal(signal.SIGTERM)
+    _, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err.decode()
+    assert_each_once(stored(db), total)
+
+
+def test_consume_survives_a_broker_restart_and_keeps_acking(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    numbered(log, 0, 5000)
+    assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
+    db = tmp_path / "sink.db"
+    proc = start_consume(own_env, db)
+    try:
+        wait_for_rows(db, 1)
+        own_broker.stop()
+        time.sleep(3)
+        own_broker.start()
+        numbered(log, 5000, 8000)
+        assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
+        wait_for_rows(db, 8000)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert "reconnected" in err.decode()
+    assert_each_once(stored(db), 8000)
+    # And it acked after the reconnect: nothing is left waiting in the queue.
+    again = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{tmp_path / 'rest.db'}"], own_env)
+    assert "messages=0" in again.stderr
