@@ -61,9 +61,6 @@ class CheckpointStore:
     def put(self, checkpoint: Checkpoint) -> None:
         self.entries[checkpoint.key] = checkpoint
 
-    def drop(self, key: str) -> None:
-        self.entries.pop(key, None)
-
     def save(self) -> None:
         """Replace the checkpoint file atomically with the current entries."""
         data = orjson.dumps(

@@ -26,7 +26,6 @@ from logctl.records import Level, LogRecord
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
 JSON_TYPE = "application/vnd.logctl.batch+json"
-CONTENT_TYPES = {"msgpack": MSGPACK_TYPE, "json": JSON_TYPE}
 FOREIGN_SERVICE = "external"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -5,7 +5,6 @@ stdout carries results only; notices, progress and summaries go to stderr.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
@@ -113,7 +112,3 @@ def _cell(value: object) -> str:
 def summary_line(pairs: Sequence[tuple[str, object]]) -> str:
     """Return ``key=value key=value`` for one-line summaries on stderr."""
     return " ".join(f"{k}={v}" for k, v in pairs)
-
-
-def no_color() -> bool:
-    return "NO_COLOR" in os.environ

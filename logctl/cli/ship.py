@@ -109,6 +109,8 @@ def _summary(stats: ShipStats) -> str:
             ("records", stats.records),
             ("batches", stats.batches),
             ("bytes", stats.bytes),
+            ("files", stats.files),
+            ("unconfirmed_batches", stats.unconfirmed),
             ("seconds", f"{stats.seconds:.2f}"),
             ("lines_per_s", f"{stats.lines_per_second:.0f}"),
         )

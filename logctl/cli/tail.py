@@ -52,6 +52,8 @@ def tail_cmd(
                 break
     if tail.dropped:
         notify(f"dropped {tail.dropped} record(s) the terminal could not keep up with")
+    if tail.undecodable:
+        notify(f"skipped {tail.undecodable} message(s) that could not be decoded")
 
 
 def parse_level(text: str | None) -> Level | None:

@@ -9,8 +9,6 @@ from urllib.parse import unquote, urlsplit
 from logctl.errors import ConfigError
 from logctl.records import LogRecord
 
-SCHEMES = ("sqlite", "file", "stdout")
-
 
 class Sink(Protocol):
     """A place records are stored durably and idempotently (keyed on the record id)."""

@@ -53,7 +53,6 @@ class Publisher:
         self.reconnect = reconnect
         self.should_stop = should_stop
         self.confirm = confirm  # False only for benchmarks: nothing is ever confirmed then
-        self.republished = 0
         self._inflight: dict[int, Outgoing] = {}
         self._resend: list[Outgoing] = []
         self._seq = 0
@@ -164,4 +163,3 @@ class Publisher:
         self.broker.reconnect(self.should_stop)
         self._open()
         self.broker.notify(f"reconnected to broker; publishing {len(self._resend)} unconfirmed message(s) again")
-        self.republished += len(self._resend)

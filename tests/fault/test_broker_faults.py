@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,44 +22,44 @@ from tests.fault.test_ship_faults import (
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 
-def test_broker_restart_during_shipping_loses_and_doubles_nothing(
-    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
-) -> None:
+def ship_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None:
+    """A writer appends while ship follows; ``fault`` happens mid-way; then every line is counted."""
     log = tmp_path / "app.log"
     log.touch()
     writer = Writer(log, rate_per_s=3000)
     writer.start()
-    proc = start_ship(own_env, str(log))
-    time.sleep(3)
-    own_broker.stop()
-    time.sleep(3)  # ship keeps running, stops reading, retries
-    own_broker.start()
-    time.sleep(3)
+    proc = start_ship(env, str(log))
+    time.sleep(2)
+    fault()
+    time.sleep(2)
     written = writer.stop()
-    wait_caught_up(own_env, log, timeout=90)
+    wait_caught_up(env, log, timeout=90)
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(own_env, tmp_path), written)
+    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+
+
+def test_broker_restart_during_shipping_loses_and_doubles_nothing(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    def restart() -> None:
+        own_broker.stop()
+        time.sleep(3)  # ship keeps running, stops reading, retries
+        own_broker.start()
+
+    ship_through(own_env, tmp_path, restart)
 
 
 def test_memory_alarm_blocks_publishers_then_shipping_resumes(
     own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
 ) -> None:
-    log = tmp_path / "app.log"
-    log.touch()
-    writer = Writer(log, rate_per_s=3000)
-    writer.start()
-    proc = start_ship(own_env, str(log))
-    time.sleep(2)
-    own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.0000001")
-    try:
-        time.sleep(4)
-    finally:
-        own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.4")
-    time.sleep(2)
-    written = writer.stop()
-    wait_caught_up(own_env, log, timeout=90)
-    stop_ship(proc)
-    assert_exactly_once(sequence_numbers(own_env, tmp_path), written)
+    def alarm() -> None:
+        own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.0000001")
+        try:
+            time.sleep(4)
+        finally:
+            own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.4")
+
+    ship_through(own_env, tmp_path, alarm)
 
 
 def test_following_ship_started_while_the_broker_is_down_waits_for_it(
