@@ -52,12 +52,39 @@ def _default(value: object) -> object:
     return str(value)
 
 
+class RowPacker:
+    """Encode records one at a time as wire rows, and rows into an envelope.
+
+    A batch is the concatenation of its rows behind a small header, so rows can be
+    packed wherever the records are parsed (a worker process, say) and joined later.
+    """
+
+    def __init__(self, serializer: str = "msgpack") -> None:
+        self.json = serializer == "json"
+        self.content_type = JSON_TYPE if self.json else MSGPACK_TYPE
+        self._packer = msgpack.Packer(default=_default, use_bin_type=True)
+        # Everything of the msgpack envelope before the records' array header.
+        self._head: bytes = msgpack.packb({"v": VERSION, "records": []})[:-1]
+
+    def pack(self, record: LogRecord) -> bytes:
+        """Return one record as an encoded row."""
+        if self.json:
+            return orjson.dumps(_row(record), default=_default)
+        row: bytes = self._packer.pack(_row(record))
+        return row
+
+    def envelope(self, rows: Sequence[bytes]) -> bytes:
+        """Return the body of a batch of encoded rows."""
+        if self.json:
+            return b'{"v":%d,"records":[' % VERSION + b",".join(rows) + b"]}"
+        count: bytes = self._packer.pack_array_header(len(rows))
+        return self._head + count + b"".join(rows)
+
+
 def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[bytes, str]:
     """Return (body, content_type) of one batch of records."""
-    envelope = {"v": VERSION, "records": [_row(r) for r in records]}
-    if serializer == "json":
-        return orjson.dumps(envelope, default=_default), JSON_TYPE
-    return msgpack.packb(envelope, default=_default, use_bin_type=True), MSGPACK_TYPE
+    packer = RowPacker(serializer)
+    return packer.envelope([packer.pack(r) for r in records]), packer.content_type
 
 
 def _record(row: object) -> LogRecord:

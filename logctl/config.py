@@ -6,6 +6,7 @@ Every value remembers where it came from, so ``logctl config show`` can say so.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -86,6 +87,7 @@ class Settings:
     delivery_limit: int = 5
     default_queue: str = ""  # "" = <exchange>.default; "none" = no default queue
     management_url: str = ""  # "" = http://<amqp host>:15672 with the AMQP login
+    workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))  # ship's parse workers
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -119,6 +121,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "delivery_limit": _positive_int,
     "default_queue": str,
     "management_url": str,
+    "workers": lambda raw: max(0, int(str(raw))),
 }
 
 

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Protocol
 
 from logctl.checkpoint import Checkpoint, CheckpointStore, state_lock
-from logctl.codec import encode
+from logctl.codec import RowPacker, decode
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
+from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, BlockJob, BlockPool, BlockResult, split_blocks
 from logctl.records import Level, LogRecord, routing_key
 from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
@@ -52,6 +53,7 @@ class ShipOptions:
     rescan_s: float = 1.0
     read_chunk: int = 1 << 20
     checkpoint_interval_s: float = 1.0
+    workers: int = 0  # processes that parse a large backlog; 0 = all in this process
 
 
 @dataclass(slots=True)
@@ -93,16 +95,29 @@ class _Copyable:
 
 
 class Batch:
-    """Records of one routing key on their way; ``confirmed`` once the broker said so."""
+    """Records of one routing key (as encoded rows) on their way; ``confirmed`` once the broker said so."""
 
-    __slots__ = ("confirmed", "created", "key", "records", "sources")
+    __slots__ = ("confirmed", "created", "key", "rows", "sources")
 
     def __init__(self, key: str, created: float) -> None:
         self.key = key
-        self.records: list[LogRecord] = []
+        self.rows: list[bytes] = []
         self.sources: list[Source] = []
         self.created = created
         self.confirmed = False
+
+
+class _Together:
+    """The batches holding one parsed block's records: confirmed once all of them are."""
+
+    __slots__ = ("batches",)
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = batches
+
+    @property
+    def confirmed(self) -> bool:
+        return all(b.confirmed for b in self.batches)
 
 
 class Output(Protocol):
@@ -127,8 +142,7 @@ class EchoOutput:
         self.in_flight = 0
 
     def publish(self, out: Outgoing) -> None:
-        assert isinstance(out.token, Batch)
-        self.on_records(out.token.records)
+        self.on_records(decode(out.body, out.content_type))  # exactly what would have travelled
         self.on_confirm(out.token)
 
     def poll(self) -> None:
@@ -168,6 +182,8 @@ class Shipper:
         self.stdin: StdinSource | None = None
         self._batches: dict[str, Batch] = {}
         self._keys: dict[tuple[str, Level], str] = {}
+        self._packer = RowPacker(options.serializer)
+        self._pool = BlockPool(options.workers) if options.workers > 0 else None
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
         self._truncated: list[_Copyable] = []  # content gone from its file, maybe kept in a copy
         self._warned: set[str] = set()
@@ -193,6 +209,8 @@ class Shipper:
             self._save()
             for src in [*self.sources.values(), *self.retired]:
                 src.close()
+            if self._pool is not None:
+                self._pool.close()
         return self._final_stats()
 
     def _loop(self, stop: Callable[[], bool], watcher: Watcher | None) -> None:
@@ -262,7 +280,7 @@ class Shipper:
             if src.parser is None and isinstance(src, FileSource) and not self._identify(src):
                 continue
             try:
-                n = src.read(chunk)
+                n = self._read_blocks(src) if self._wants_blocks(src) else src.read(chunk)
             except OSError as exc:
                 self._warn_once(src.name, f"cannot read {src.name}: {exc.strerror}")
                 continue
@@ -274,6 +292,70 @@ class Shipper:
             if src.ready:
                 self._drain_ready(src)
         return got
+
+    def _wants_blocks(self, src: Source) -> bool:
+        """Whether a file is far enough behind to be parsed by the worker pool."""
+        return (
+            self._pool is not None
+            and isinstance(src, FileSource)
+            and src.parser is not None
+            and not src.in_long_line
+            and src.size() - src.pos >= MIN_BACKLOG_BYTES
+        )
+
+    def _read_blocks(self, src: Source) -> int:
+        """Read a large piece of a file's backlog and parse it in blocks in the worker pool."""
+        assert self._pool is not None and isinstance(src, FileSource) and src.prefix is not None
+        data = src.pop_partial()
+        start = src.pos
+        data += src.read_raw(BLOCK_BYTES * 2 * self._pool.workers)
+        whole = data[: data.rfind(b"\n") + 1]
+        opts = self.options
+        jobs = [
+            BlockJob(piece, base, src.prefix, src.service, opts.max_line_bytes, opts.serializer)
+            for piece, base in split_blocks(whole, start)
+        ]
+        for job, result in zip(jobs, self._pool.parse(jobs, self.output.poll), strict=True):
+            self._apply_block(src, job, result)
+        src.pos = start + len(data)
+        src.take(data[len(whole) :])  # a partial last line waits for its newline, as usual
+        return len(data)
+
+    def _apply_block(self, src: Source, job: BlockJob, result: BlockResult) -> None:
+        """Take a parsed block in: its ends through the source's parser, its middle as rows."""
+        src.bytes += len(job.data)
+        lead = result.lead_end - job.base
+        if lead:
+            src.parse_lines(job.data[: lead - 1], job.base)  # may continue the record open before
+        if result.lead_end < job.end:
+            src.flush_record()  # the block's first record starts here, so the open one is complete
+            self._drain_ready(src)
+            self._add_rows(src, result)
+            src.lines += result.lines
+            rest = result.rest_start - job.base
+            src.parse_lines(job.data[rest:-1], result.rest_start)  # reopen the block's last record
+        self._drain_ready(src)
+
+    def _add_rows(self, src: Source, result: BlockResult) -> None:
+        """Batch a block's encoded rows; the source's checkpoint passes them when all are confirmed."""
+        size = self.options.batch_size
+        touched: list[Batch] = []
+        for key, rows in result.rows.items():
+            taken = 0
+            while taken < len(rows):
+                batch = self._batches.get(key)
+                if batch is None:
+                    batch = self._batches[key] = Batch(key, time.monotonic())
+                room = size - len(batch.rows)
+                batch.rows.extend(rows[taken : taken + room])
+                taken += room
+                touched.append(batch)
+                if not batch.sources or batch.sources[-1] is not src:
+                    batch.sources.append(src)
+                if len(batch.rows) >= size:
+                    self._send(batch)
+        src.marks.append(Mark(result.rest_start, _Together(touched)))
+        self._advance(src)  # in case every batch was confirmed while the rest were still being sent
 
     def _drain_ready(self, src: Source) -> None:
         add = self._add
@@ -298,24 +380,26 @@ class Shipper:
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
-        batch.records.append(record)
+        batch.rows.append(self._packer.pack(record))
         marks = src.marks
         if marks and marks[-1].batch is batch:
             marks[-1].end = end
         else:
             marks.append(Mark(end, batch))
             batch.sources.append(src)
-        if len(batch.records) >= self.options.batch_size:
+        if len(batch.rows) >= self.options.batch_size:
             self._send(batch)
 
     def _send(self, batch: Batch) -> None:
         del self._batches[batch.key]
-        body, content_type = encode(batch.records, self.options.serializer)
-        count = len(batch.records)
+        packer = self._packer
+        count = len(batch.rows)
+        body = packer.envelope(batch.rows)
         self.stats.records += count
         self.stats.batches += 1
-        self.output.publish(Outgoing(body, batch.key, content_type, token=batch, headers={"x-logctl-count": count}))
-        batch.records = []  # the body is what travels now; free the records
+        out = Outgoing(body, batch.key, packer.content_type, token=batch, headers={"x-logctl-count": count})
+        self.output.publish(out)
+        batch.rows = []  # the body is what travels now; free the rows
 
     def _send_lingering(self, now: float) -> None:
         linger = self.options.linger_s
@@ -327,9 +411,14 @@ class Shipper:
         assert isinstance(token, Batch)
         token.confirmed = True
         for src in token.sources:
-            marks = src.marks
-            while marks and marks[0].batch.confirmed:
-                src.checkpointed = marks.popleft().end
+            self._advance(src)
+
+    @staticmethod
+    def _advance(src: Source) -> None:
+        """Move the source's checkpoint past every leading mark whose records are confirmed."""
+        marks = src.marks
+        while marks and marks[0].batch.confirmed:
+            src.checkpointed = marks.popleft().end
 
     # --- finding, identifying and retiring files -------------------------------------------
 

@@ -36,7 +36,8 @@ class _LongLine:
 
 
 class Confirmable(Protocol):
-    confirmed: bool
+    @property
+    def confirmed(self) -> bool: ...
 
 
 class Mark:
@@ -120,12 +121,24 @@ class Source:
         self._long = None
 
     @property
+    def in_long_line(self) -> bool:
+        """Whether a line longer than ``max_line_bytes`` is being read."""
+        return self._long is not None
+
+    def pop_partial(self) -> bytes:
+        """Hand back the partial last line held, as if it had not been read yet."""
+        partial, self._buffer = self._buffer, b""
+        self.pos -= len(partial)
+        self.bytes -= len(partial)
+        return partial
+
+    @property
     def has_open_record(self) -> bool:
         return self.parser is not None and self.parser.pending_start is not None
 
     # --- cutting bytes into lines ----------------------------------------------------------
 
-    def _take(self, data: bytes) -> None:
+    def take(self, data: bytes) -> None:
         """Account ``data`` just read (already added to ``pos``) and parse its complete lines."""
         self.bytes += len(data)
         if self._long is not None:
@@ -143,7 +156,7 @@ class Source:
             self._buffer = buf
         else:
             self._buffer = buf[last + 1 :]
-            self._lines(buf[:last], base)
+            self.parse_lines(buf[:last], base)
         if len(self._buffer) > self.max_line_bytes:
             start = self.pos - len(self._buffer)
             self._long = _LongLine(start, self._buffer[: self.max_line_bytes], len(self._buffer))
@@ -154,7 +167,7 @@ class Source:
         assert long is not None
         self._raw_line(long.head, long.start, end, {FLAG_TRUNCATED: long.total})
 
-    def _lines(self, block: bytes, base: int) -> None:
+    def parse_lines(self, block: bytes, base: int) -> None:
         """Parse the newline-separated lines of ``block``, which starts at byte ``base``.
 
         Valid UTF-8 without NUL bytes takes the fast path (one decode for the block); a
@@ -238,7 +251,7 @@ class StdinSource(Source):
                 self._start(self._head)
                 self._head, data = b"", self._head
                 self.pos = len(data)
-                self._take(data)
+                self.take(data)
             return 0
         if self.parser is None:
             # The id prefix comes from the stream's first line: the same bytes piped twice
@@ -250,7 +263,7 @@ class StdinSource(Source):
             self._start(self._head[: newline + 1] if newline >= 0 else self._head[:FINGERPRINT_MAX])
             data, self._head = self._head, b""
         self.pos += len(data)
-        self._take(data)
+        self.take(data)
         return len(data)
 
     def _start(self, first: bytes) -> None:
@@ -317,6 +330,10 @@ class FileSource(Source):
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
+    def read_raw(self, max_bytes: int) -> bytes:
+        """Read up to ``max_bytes`` from the current position, without parsing or accounting them."""
+        return os.read(self.fd, max_bytes)
+
     def read(self, max_bytes: int) -> int:
         if self.parser is None:
             return 0
@@ -326,7 +343,7 @@ class FileSource(Source):
             return 0
         self.eof = False
         self.pos += len(data)
-        self._take(data)
+        self.take(data)
         return len(data)
 
     def close(self) -> None:

@@ -55,6 +55,10 @@ def ship_cmd(
     max_line_bytes: Annotated[str, typer.Option(help="Truncate longer lines (flagged in attrs)")] = "1MiB",
     rotate_wait: Annotated[str, typer.Option(help="Keep reading a rotated file this long")] = "5s",
     shutdown_timeout: Annotated[str, typer.Option(help="Wait this long for confirms when stopping")] = "30s",
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes that parse a file far behind; 0: parse in one [default: CPU count]"),
+    ] = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
@@ -76,6 +80,7 @@ def ship_cmd(
         linger_ms=linger_ms,
         max_in_flight=max_in_flight,
         serializer=serializer,
+        workers=workers,
     )
     if status:
         rows = [(r.path, r.offset, r.size, r.behind) for r in ship_status(CheckpointStore(settings.state_dir))]
@@ -96,6 +101,7 @@ def ship_cmd(
         max_line_bytes=parse_size(max_line_bytes, "--max-line-bytes"),
         rotate_wait_s=parse_duration(rotate_wait, "--rotate-wait"),
         shutdown_timeout_s=parse_duration(shutdown_timeout, "--shutdown-timeout"),
+        workers=settings.workers,
     )
     renderer = RecordRenderer(output) if dry_run else None
     stats = ship(settings, options, StopFlag().install(), notify, renderer.render if renderer else None)

@@ -98,6 +98,10 @@ class LineParser:
         self._pending = _Pending(start, end, parsed, headed, flags)
         return done
 
+    def starts_record(self, line: str) -> bool:
+        """Whether ``line`` begins a new record whatever came before it (it never continues one)."""
+        return line[:1] not in (" ", "\t", "") and self._parse(line) is not None
+
     def flush(self) -> LogRecord | None:
         """Complete and return the record still open, if any."""
         return self._complete() if self._pending is not None else None

@@ -45,7 +45,7 @@ def wait_for_rows(db: Path, count: int, timeout: float = 90) -> None:
                 return
         except sqlite3.Error:
             pass
-        time.sleep(0.3)
+        time.sleep(0.1)
 
 
 def assert_each_once(numbers: list[int], count: int) -> None:
@@ -66,8 +66,11 @@ def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: E
     rng = random.Random(7)
     kills_mid_stream = 0
     for _ in range(6):
+        before = len(stored(db))
         proc = start_consume(env, db, prefetch=1)  # one 50-record message per fsynced commit: slow on purpose
-        time.sleep(rng.uniform(0.6, 1.2))
+        # Kill once records are moving, however long startup took on a busy machine.
+        wait_for_rows(db, before + 1)
+        time.sleep(rng.uniform(0.0, 0.1))
         proc.kill()
         proc.wait()
         kills_mid_stream += 0 < len(stored(db)) < total

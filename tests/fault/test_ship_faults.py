@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -85,8 +86,6 @@ def assert_exactly_once(numbers: list[int], written: int) -> None:
 
 def wait_caught_up(env: Env, path: Path, timeout: float = 60) -> None:
     """Wait until the checkpoint covers the file (every line confirmed)."""
-    import json
-
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = run_logctl(["ship", "--status", "--output", "json"], env)
@@ -285,3 +284,40 @@ def test_copytruncate_under_a_live_writer_with_copies_followed_ships_each_line_o
         wait_caught_up(env, path)
     stop_ship(proc)
     assert_exactly_once(sequence_numbers(env, tmp_path), written)
+
+
+def confirmed_offset(env: Env, path: Path) -> int:
+    """How far ship's checkpoint says ``path`` is confirmed (0 before its first checkpoint)."""
+    status = run_logctl(["ship", "--status", "--output", "json"], env)
+    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    return next((r["offset"] for r in rows if r["path"] == str(path)), 0)
+
+
+def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(env: Env, tmp_path: Path) -> None:
+    """A file far behind is parsed by worker processes; kills land while blocks are in flight."""
+    log = tmp_path / "big.log"
+    total = 800_000
+    with log.open("w") as fh:
+        for i in range(total):
+            fh.write(f'seq={i} level=info msg="line {i}"\n')
+            if i % 7 == 0:  # multi-line records, some of them across block boundaries
+                fh.write("  at frame one\n  at frame two\n")
+    assert log.stat().st_size > 32 << 20
+    rng = random.Random(99)
+    offsets = [0]
+    cmd = [sys.executable, "-m", "logctl", "ship", "--no-follow", "--workers", "2", str(log)]
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 30
+        while confirmed_offset(env, log) == offsets[-1] and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # kill only once this run has moved the checkpoint: it is mid-way
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()
+        proc.wait()
+        offsets.append(confirmed_offset(env, log))
+    size = log.stat().st_size
+    assert sum(0 < off < size for off in offsets) >= 2, offsets  # kills landed part-way
+    result = run_logctl(["ship", "--no-follow", "--workers", "2", str(log)], env)
+    assert result.returncode == 0, result.stderr
+    numbers = sequence_numbers(env, tmp_path)
+    assert_exactly_once(numbers, total)

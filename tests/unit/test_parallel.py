@@ -1,0 +1,98 @@
+"""Parsing a backlog in worker processes gives exactly the records of parsing it in one."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from logctl.config import Settings
+from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, parse_block, split_blocks
+from logctl.records import LogRecord, record_to_dict
+from logctl.shipper import ShipOptions, ship
+
+
+def _messy_lines(rng: random.Random, count: int) -> list[bytes]:
+    """Lines of several formats with multi-line records, junk and edge cases at random places."""
+    out: list[bytes] = []
+    for i in range(count):
+        kind = rng.random()
+        if kind < 0.05:  # a stack trace: a headed record and its continuation lines
+            out.append(f"2024-03-01 10:00:00,123 ERROR [worker] job {i} failed".encode())
+            out.append(b"Traceback (most recent call last):")
+            out.extend(f'  File "app.py", line {n}, in run'.encode() for n in range(rng.randint(1, 30)))
+            out.append(b"ValueError: bad")
+        elif kind < 0.07:
+            out.append(b"  indented, continues whatever came before")
+        elif kind < 0.08:
+            out.append(b"bad \xff\xfe utf-8 and a NUL \x00 " + str(i).encode())
+        elif kind < 0.09:
+            out.append(b"x" * rng.randint(2000, 5000))  # over --max-line-bytes below
+        elif kind < 0.10:
+            out.append(b"")
+        elif kind < 0.11:
+            out.append(f'time=2024-03-01T10:00:00Z level=warn msg="crlf {i}"\r'.encode())
+        elif kind < 0.55:
+            out.append(
+                f'{{"time":"2024-03-01T10:00:00.5Z","level":"info","msg":"json {i}","trace_id":"{i:032x}"}}'.encode()
+            )
+        else:
+            out.append(f"<13>Mar  1 10:00:00 host app[7]: syslog {i} {'y' * rng.randint(0, 200)}".encode())
+    return out
+
+
+def _shipped(path: Path, workers: int) -> list[LogRecord]:
+    got: list[LogRecord] = []
+    options = ShipOptions(paths=(str(path),), follow=False, workers=workers, max_line_bytes=1024, batch_size=333)
+    ship(Settings(), options, lambda: False, lambda _msg: None, got.extend)
+    return got
+
+
+def _comparable(record: LogRecord) -> dict[str, object]:
+    shown = record_to_dict(record)
+    if shown["timestamp"] >= "2026":  # a line without a time gets the time it was read
+        shown["timestamp"] = None
+    return shown
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_workers_give_the_records_of_a_single_process(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "messy.log"
+    lines = _messy_lines(rng, 60_000)
+    path.write_bytes(b"\n".join(lines))  # the last line has no newline: finished at the end
+    assert path.stat().st_size > 2 * MIN_BACKLOG_BYTES
+
+    alone = _shipped(path, workers=0)
+    pooled = _shipped(path, workers=2)
+
+    assert len(pooled) == len(alone)
+    by_id = {r.id: _comparable(r) for r in alone}
+    assert len(by_id) == len(alone)
+    assert {r.id: _comparable(r) for r in pooled} == by_id
+
+
+def test_a_block_leaves_its_lead_and_last_record_to_the_source_parser() -> None:
+    data = (
+        b"  continues the record before the block\n"
+        b"plain words\n"  # unrecognised: may continue a headed record before the block
+        b'{"level":"info","msg":"first"}\n'
+        b'{"level":"warn","msg":"second"}\n'
+        b"2024-03-01 10:00:00,123 ERROR [w] last\n"
+        b"  at frame\n"
+    )
+    job = BlockJob(data, 1000, "p", "svc", 1 << 20, "msgpack")
+    result = parse_block(job)
+    assert result.lead_end == 1000 + data.index(b'{"level":"info"')
+    assert result.rest_start == 1000 + data.index(b"2024-03-01")
+    assert result.lines == 2
+    assert sorted(result.rows) == ["svc.info", "svc.warn"]
+
+
+def test_split_blocks_cuts_only_after_newlines() -> None:
+    data = b"".join(b"line %d\n" % i for i in range(1000))
+    pieces = list(split_blocks(data, 500, size=64))
+    assert b"".join(p for p, _ in pieces) == data
+    assert all(p.endswith(b"\n") for p, _ in pieces)
+    assert [base for _, base in pieces] == [500 + sum(len(p) for p, _ in pieces[:i]) for i in range(len(pieces))]
