@@ -120,21 +120,35 @@ class BenchResult:
 
 
 _FORMATS = (
-    '{{"time":"{ts}","level":"INFO","msg":"request {i} done {pad}","service":"api","user":"u{u}"}}',
-    'time={ts} level=warn msg="slow query {i} {pad}" service=db duration_ms={u}',
-    '10.0.{u}.7 - - [27/Nov/2026:11:32:10 +0000] "GET /item/{i}?q={pad} HTTP/1.1" 200 512 "-" "curl/8"',
-    "2026-11-27 11:32:10,123 - worker - ERROR - job {i} failed {pad}",
-    "<13>Nov 27 11:32:10 host1 cron[42]: tick {i} {pad}",
+    '{{"time":"{iso}","level":"INFO","msg":"request {i} done {pad}","service":"api","user":"u{u}"}}',
+    'time={iso} level=warn msg="slow query {i} {pad}" service=db duration_ms={u}',
+    '10.0.{u}.7 - - [{clf} +0000] "GET /item/{i}?q={pad} HTTP/1.1" 200 512 "-" "curl/8"',
+    "{py} - worker - ERROR - job {i} failed {pad}",
+    "<13>{bsd} host1 cron[42]: tick {i} {pad}",
 )
+_LINES_PER_SECOND = 10_000  # of log time: every timestamp differs (100 us apart), as in a busy service
 
 
 def synthetic_lines(count: int, size: int) -> Iterator[str]:
     """Yield ``count`` log lines of the common formats in turn, padded to about ``size`` bytes."""
-    ts = "2026-11-27T11:32:10.123Z"
+    start = int(datetime(2026, 11, 27, 11, 32, tzinfo=UTC).timestamp())
+    stamps: dict[str, str] = {}
+    second = -1
     for i in range(count):
-        line = _FORMATS[i % len(_FORMATS)].format(ts=ts, i=i, u=i % 97, pad="")
-        pad = "x" * max(0, size - len(line))
-        yield _FORMATS[i % len(_FORMATS)].format(ts=ts, i=i, u=i % 97, pad=pad)
+        if i // _LINES_PER_SECOND != second:
+            second = i // _LINES_PER_SECOND
+            t = datetime.fromtimestamp(start + second, UTC)
+            stamps = {
+                "iso": t.strftime("%Y-%m-%dT%H:%M:%S"),
+                "clf": t.strftime("%d/%b/%Y:%H:%M:%S"),
+                "py": t.strftime("%Y-%m-%d %H:%M:%S"),
+                "bsd": t.strftime("%b %d %H:%M:%S"),
+            }
+        frac = i % _LINES_PER_SECOND * 100  # microseconds
+        fields = {**stamps, "iso": f"{stamps['iso']}.{frac:06d}Z", "py": f"{stamps['py']},{frac // 1000:03d}"}
+        fmt = _FORMATS[i % len(_FORMATS)]
+        line = fmt.format(i=i, u=i % 97, pad="", **fields)
+        yield fmt.format(i=i, u=i % 97, pad="x" * max(0, size - len(line)), **fields)
 
 
 def _batch_body(options: BenchOptions) -> tuple[bytes, str]:

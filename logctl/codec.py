@@ -29,15 +29,13 @@ JSON_TYPE = "application/vnd.logctl.batch+json"
 FOREIGN_SERVICE = "external"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _LEVELS = {lvl.value: lvl for lvl in Level}
 
 
 def _row(record: LogRecord) -> list[Any]:
     # Level is a StrEnum: msgpack and orjson write it as its string value.
-    # Whole seconds rounded from the float, microseconds added exactly: float alone loses
-    # a microsecond on some dates.
-    ts = record.timestamp
-    micros = round(ts.timestamp() - ts.microsecond / 1e6) * 1_000_000 + ts.microsecond
+    micros = (record.timestamp - _EPOCH) // _MICROSECOND  # exact: timedelta arithmetic is integral
     return [record.id, micros, record.level, record.service, record.message, record.trace_id, record.attrs]
 
 
@@ -69,16 +67,16 @@ class RowPacker:
     def pack(self, record: LogRecord) -> bytes:
         """Return one record as an encoded row."""
         if self.json:
-            return orjson.dumps(_row(record), default=_default)
+            return orjson.dumps(_row(record), default=_default) + b","  # so that rows just concatenate
         row: bytes = self._packer.pack(_row(record))
         return row
 
-    def envelope(self, rows: Sequence[bytes]) -> bytes:
-        """Return the body of a batch of encoded rows."""
+    def envelope(self, rows: Sequence[bytes], count: int | None = None) -> bytes:
+        """Return the body of a batch of encoded rows (``count`` of them, when items hold several)."""
         if self.json:
-            return b'{"v":%d,"records":[' % VERSION + b",".join(rows) + b"]}"
-        count: bytes = self._packer.pack_array_header(len(rows))
-        return self._head + count + b"".join(rows)
+            return b'{"v":%d,"records":[' % VERSION + b"".join(rows)[:-1] + b"]}"  # without the last comma
+        header: bytes = self._packer.pack_array_header(len(rows) if count is None else count)
+        return self._head + header + b"".join(rows)
 
 
 def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[bytes, str]:

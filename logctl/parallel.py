@@ -18,7 +18,9 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import signal
-from collections.abc import Callable, Iterator
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -28,6 +30,10 @@ from logctl.records import Level, routing_key
 from logctl.tailer import Source
 
 BLOCK_BYTES = 1 << 20
+# How long ship keeps the pool busy with one file before its loop gets a turn (to check
+# for a stop, save checkpoints, send lingering batches): long enough that draining the
+# pool at the end of a round costs little.
+ROUND_SECONDS = 0.5
 # Hand a file to the workers only when this much of it is unread: below it, starting
 # the pool and the round trips cost more than they save.
 MIN_BACKLOG_BYTES = 4 << 20
@@ -54,23 +60,15 @@ class BlockResult:
     """What a worker made of a block. Offsets are the source's.
 
     Lines in ``[base, lead_end)`` and ``[rest_start, end)`` are left to the source's parser;
-    the records of the lines between are ``rows``, encoded, by routing key in source order.
+    the records of the lines between are ``rows``: by routing key, the encoded rows one
+    after another in source order, and where each row ends (one buffer each, cheap to
+    pass between processes).
     """
 
     lead_end: int
     rest_start: int
     lines: int  # lines in [lead_end, rest_start)
-    rows: dict[str, list[bytes]]
-
-
-def split_blocks(data: bytes, base: int, size: int = BLOCK_BYTES) -> Iterator[tuple[bytes, int]]:
-    """Cut ``data`` (whole lines) into pieces of whole lines of about ``size`` bytes."""
-    start = 0
-    while start < len(data):
-        cut = data.find(b"\n", start + size - 1) if start + size < len(data) else len(data) - 1
-        cut = len(data) - 1 if cut < 0 else cut
-        yield data[start : cut + 1], base + start
-        start = cut + 1
+    rows: dict[str, tuple[bytes, array[int]]]
 
 
 def _lead_length(data: bytes, max_line_bytes: int) -> int:
@@ -109,16 +107,19 @@ def parse_block(job: BlockJob) -> BlockResult:
     assert rest_start is not None  # the block's last record is still open
     packer = RowPacker(job.serializer)
     keys: dict[tuple[str, Level], str] = {}
-    rows: dict[str, list[bytes]] = {}
+    rows: dict[str, tuple[bytearray, array[int]]] = {}
     for record, _end in src.ready:
         lookup = (record.service, record.level)
         key = keys.get(lookup)
         if key is None:
             key = keys[lookup] = routing_key(record.service, record.level)
-            rows[key] = []
-        rows[key].append(packer.pack(record))
+            rows[key] = (bytearray(), array("Q"))
+        buf, ends = rows[key]
+        buf += packer.pack(record)
+        ends.append(len(buf))
     rest_lines = job.data.count(b"\n", rest_start - job.base)
-    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, rows)
+    packed = {key: (bytes(buf), ends) for key, (buf, ends) in rows.items()}
+    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed)
 
 
 def _init_worker() -> None:
@@ -134,23 +135,37 @@ class BlockPool:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
 
-    def parse(self, jobs: list[BlockJob], poll: Callable[[], None]) -> Iterator[BlockResult]:
-        """Yield the result of each job in order, calling ``poll`` while waiting for one."""
+    def parse(self, jobs: Iterable[BlockJob], poll: Callable[[], None]) -> Iterator[tuple[BlockJob, BlockResult]]:
+        """Yield each job with its result, in order, calling ``poll`` while waiting for one.
+
+        Two jobs per worker are kept in flight, topped up before a result is yielded, so
+        the workers parse while the caller takes a result in.
+        """
         if self._executor is None:
             # spawn, not fork: the main process holds broker sockets and threads.
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
-        futures: list[Future[BlockResult]] = [self._executor.submit(parse_block, job) for job in jobs]
+        executor = self._executor
+        queued = iter(jobs)
+        in_flight: deque[tuple[BlockJob, Future[BlockResult]]] = deque()
         try:
-            for future in futures:
+            while True:
+                while len(in_flight) < 2 * self.workers and (job := next(queued, None)) is not None:
+                    in_flight.append((job, executor.submit(parse_block, job)))
+                if not in_flight:
+                    return
+                head, future = in_flight.popleft()
                 while True:
                     try:
-                        yield future.result(timeout=0.005)
+                        result = future.result(timeout=0.005)
                         break
                     except TimeoutError:
                         poll()
+                if (job := next(queued, None)) is not None:
+                    in_flight.append((job, executor.submit(parse_block, job)))
+                yield head, result
         finally:
-            for future in futures:
+            for _job, future in in_flight:
                 future.cancel()
 
     def close(self) -> None:

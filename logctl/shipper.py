@@ -15,7 +15,7 @@ import fnmatch
 import glob
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +24,7 @@ from logctl.checkpoint import Checkpoint, CheckpointStore, state_lock
 from logctl.codec import RowPacker, decode
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
-from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, BlockJob, BlockPool, BlockResult, split_blocks
+from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
 from logctl.records import Level, LogRecord, routing_key
 from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
@@ -97,11 +97,12 @@ class _Copyable:
 class Batch:
     """Records of one routing key (as encoded rows) on their way; ``confirmed`` once the broker said so."""
 
-    __slots__ = ("confirmed", "created", "key", "rows", "sources")
+    __slots__ = ("confirmed", "count", "created", "key", "rows", "sources")
 
     def __init__(self, key: str, created: float) -> None:
         self.key = key
-        self.rows: list[bytes] = []
+        self.rows: list[bytes] = []  # encoded rows; an item may hold several rows back to back
+        self.count = 0  # rows in ``rows``
         self.sources: list[Source] = []
         self.created = created
         self.confirmed = False
@@ -184,6 +185,7 @@ class Shipper:
         self._keys: dict[tuple[str, Level], str] = {}
         self._packer = RowPacker(options.serializer)
         self._pool = BlockPool(options.workers) if options.workers > 0 else None
+        self._stop: Callable[[], bool] = lambda: False
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
         self._truncated: list[_Copyable] = []  # content gone from its file, maybe kept in a copy
         self._warned: set[str] = set()
@@ -195,6 +197,7 @@ class Shipper:
 
     def run(self, stop: Callable[[], bool]) -> ShipStats:
         """Ship until the input ends (no-follow, stdin) or ``stop()``; then flush and checkpoint."""
+        self._stop = stop
         check_paths(self._file_patterns)
         watcher = Watcher(self._file_patterns) if self.options.follow and self._file_patterns else None
         if watcher is not None:
@@ -304,22 +307,35 @@ class Shipper:
         )
 
     def _read_blocks(self, src: Source) -> int:
-        """Read a large piece of a file's backlog and parse it in blocks in the worker pool."""
+        """Read a file's backlog for ROUND_SECONDS in blocks of whole lines, parsed by the pool."""
         assert self._pool is not None and isinstance(src, FileSource) and src.prefix is not None
-        data = src.pop_partial()
+        prefix, opts = src.prefix, self.options
+        partial = src.pop_partial()
         start = src.pos
-        data += src.read_raw(BLOCK_BYTES * 2 * self._pool.workers)
-        whole = data[: data.rfind(b"\n") + 1]
-        opts = self.options
-        jobs = [
-            BlockJob(piece, base, src.prefix, src.service, opts.max_line_bytes, opts.serializer)
-            for piece, base in split_blocks(whole, start)
-        ]
-        for job, result in zip(jobs, self._pool.parse(jobs, self.output.poll), strict=True):
+        tail = partial
+        read = 0
+        until = time.monotonic() + ROUND_SECONDS
+
+        def jobs() -> Iterator[BlockJob]:
+            nonlocal tail, read
+            base = start
+            while time.monotonic() < until and not self._stop():
+                data = src.read_raw(BLOCK_BYTES)
+                if not data:
+                    return
+                read += len(data)
+                data = tail + data
+                cut = data.rfind(b"\n") + 1
+                tail = data[cut:]
+                if cut:
+                    yield BlockJob(data[:cut], base, prefix, src.service, opts.max_line_bytes, opts.serializer)
+                    base += cut
+
+        for job, result in self._pool.parse(jobs(), self.output.poll):
             self._apply_block(src, job, result)
-        src.pos = start + len(data)
-        src.take(data[len(whole) :])  # a partial last line waits for its newline, as usual
-        return len(data)
+        src.pos = start + len(partial) + read
+        src.take(tail)  # a partial last line waits for its newline, as usual
+        return read
 
     def _apply_block(self, src: Source, job: BlockJob, result: BlockResult) -> None:
         """Take a parsed block in: its ends through the source's parser, its middle as rows."""
@@ -340,19 +356,20 @@ class Shipper:
         """Batch a block's encoded rows; the source's checkpoint passes them when all are confirmed."""
         size = self.options.batch_size
         touched: list[Batch] = []
-        for key, rows in result.rows.items():
+        for key, (buf, ends) in result.rows.items():
             taken = 0
-            while taken < len(rows):
+            while taken < len(ends):
                 batch = self._batches.get(key)
                 if batch is None:
                     batch = self._batches[key] = Batch(key, time.monotonic())
-                room = size - len(batch.rows)
-                batch.rows.extend(rows[taken : taken + room])
-                taken += room
+                upto = min(len(ends), taken + size - batch.count)
+                batch.rows.append(buf[ends[taken - 1] if taken else 0 : ends[upto - 1]])
+                batch.count += upto - taken
+                taken = upto
                 touched.append(batch)
                 if not batch.sources or batch.sources[-1] is not src:
                     batch.sources.append(src)
-                if len(batch.rows) >= size:
+                if batch.count >= size:
                     self._send(batch)
         src.marks.append(Mark(result.rest_start, _Together(touched)))
         self._advance(src)  # in case every batch was confirmed while the rest were still being sent
@@ -381,20 +398,21 @@ class Shipper:
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
         batch.rows.append(self._packer.pack(record))
+        batch.count += 1
         marks = src.marks
         if marks and marks[-1].batch is batch:
             marks[-1].end = end
         else:
             marks.append(Mark(end, batch))
             batch.sources.append(src)
-        if len(batch.rows) >= self.options.batch_size:
+        if batch.count >= self.options.batch_size:
             self._send(batch)
 
     def _send(self, batch: Batch) -> None:
         del self._batches[batch.key]
         packer = self._packer
-        count = len(batch.rows)
-        body = packer.envelope(batch.rows)
+        count = batch.count
+        body = packer.envelope(batch.rows, count)
         self.stats.records += count
         self.stats.batches += 1
         out = Outgoing(body, batch.key, packer.content_type, token=batch, headers={"x-logctl-count": count})

@@ -1,7 +1,9 @@
 """LineParser: one per source; lines in, complete records out.
 
-Detection runs per line (a file may mix formats), but the format that matched last is
-tried first, so a file of one format costs one regex match per line. Lines that no
+Detection runs per line (a file may mix formats). A line's first characters narrow the
+candidate formats (its shape), and the format that matched last for that shape is tried
+first, so a file of one format, or of several interleaved, costs about one regex match
+per line. Lines that no
 format recognises continue the record above them when that record had a text header
 (stack traces, wrapped messages) or when they are indented; otherwise each becomes an
 INFO record of its own. Parsing never fails and never drops a line.
@@ -11,46 +13,44 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
-from logctl.parsing.text import CANDIDATES, TextFormat, first_char_class
+from logctl.parsing.text import CANDIDATES, TextFormat, line_shape
 from logctl.records import Level, LogRecord, now_utc, record_id
 
 MAX_CONTINUATION_LINES = 1000
 
 _LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@/-]*=")
-_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.@/-]*)=("(?:[^"\\]|\\.)*"|[^\s]*)')
+# The quoted value as an unrolled loop: a third faster than an alternation per character.
+_LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.@/-]*)=("[^"\\]*(?:\\.[^"\\]*)*"|\S*)')
 _LOGFMT_MARKERS = frozenset(("level", "lvl", "msg", "message", "time", "ts", "severity"))
 _TEXT_TRACE = re.compile(r"\b(?:trace_?id|traceId|trace\.id)[=:]\s*\"?([0-9A-Za-z-]{8,64})")
 
 
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\").replace("\\n", "\n")
+        value = value[1:-1]
+        if "\\" in value:
+            value = value.replace('\\"', '"').replace("\\\\", "\\").replace("\\n", "\n")
     return value
 
 
 def parse_logfmt(line: str) -> Parsed | None:
     """Return the Parsed of a logfmt line, or None when it is not one."""
     pairs = _LOGFMT_PAIR.findall(line)
-    if len(pairs) < 2 or not any(key in _LOGFMT_MARKERS for key, _ in pairs):
+    if len(pairs) < 2:
         return None
-    return parsed_from_mapping({key: _unquote(value) for key, value in pairs}, line)
-
-
-@dataclass(slots=True)
-class _Pending:
-    start: int
-    end: int
-    parsed: Parsed
-    headed: bool
-    flags: dict[str, Any] | None
-    more: list[str] = field(default_factory=list)
+    fields = dict(pairs)  # a repeated key keeps its last value
+    if _LOGFMT_MARKERS.isdisjoint(fields):
+        return None
+    for key, value in fields.items():
+        if value[:1] == '"':
+            fields[key] = _unquote(value)
+    return parsed_from_mapping(fields, line)
 
 
 class LineParser:
@@ -66,36 +66,45 @@ class LineParser:
         self.service = service
         self.emitted_end = 0
         self._clock = clock
-        self._pending: _Pending | None = None
-        self._last_format: TextFormat | None = None
+        # The record still open, kept in plain attributes rather than an object per line.
+        self._parsed: Parsed | None = None
+        self._start = self._end = 0
+        self._headed = False
+        self._flags: dict[str, Any] | None = None
+        self._more: list[str] | None = None  # continuation lines
+        self._last_by_shape: dict[str, TextFormat] = {}
+        self._text_hit = False  # whether the last line that parsed was a text format
 
     @property
     def pending_start(self) -> int | None:
         """Offset of the record still open (not yet returned), if any."""
-        return self._pending.start if self._pending is not None else None
+        return self._start if self._parsed is not None else None
 
     def feed(self, line: str, start: int, end: int, flags: dict[str, Any] | None = None) -> LogRecord | None:
         """Add one line (without its newline) spanning bytes [start, end) of the source."""
         first = line[:1]
         parsed = None if first in (" ", "\t", "") else self._parse(line)
-        pending = self._pending
         if parsed is None:
-            if (
-                pending is not None
-                and (pending.headed or first in (" ", "\t", "") or not line.strip())
-                and len(pending.more) < MAX_CONTINUATION_LINES
-            ):
-                pending.more.append(line)
-                pending.end = end
-                if flags:
-                    pending.flags = {**(pending.flags or {}), **flags}
-                return None
+            if self._parsed is not None and (self._headed or first in (" ", "\t", "") or not line.strip()):
+                more = self._more
+                if more is None:
+                    more = self._more = []
+                if len(more) < MAX_CONTINUATION_LINES:
+                    more.append(line)
+                    self._end = end
+                    if flags:
+                        self._flags = {**(self._flags or {}), **flags}
+                    return None
             parsed = Parsed(line)
             headed = False
         else:
-            headed = self._last_format is not None and parsed.timestamp is not None
-        done = self._complete() if pending is not None else None
-        self._pending = _Pending(start, end, parsed, headed, flags)
+            headed = self._text_hit and parsed.timestamp is not None
+        done = self._complete() if self._parsed is not None else None
+        self._parsed = parsed
+        self._start = start
+        self._end = end
+        self._headed = headed
+        self._flags = flags
         return done
 
     def starts_record(self, line: str) -> bool:
@@ -104,7 +113,7 @@ class LineParser:
 
     def flush(self) -> LogRecord | None:
         """Complete and return the record still open, if any."""
-        return self._complete() if self._pending is not None else None
+        return self._complete() if self._parsed is not None else None
 
     def _parse(self, line: str) -> Parsed | None:
         if line[0] == "{":
@@ -114,21 +123,24 @@ class LineParser:
         elif _LOGFMT_START.match(line):
             parsed = parse_logfmt(line)
             if parsed is not None:
-                self._last_format = None
+                self._text_hit = False
                 return parsed
         return self._parse_text(line)
 
     def _parse_text(self, line: str) -> Parsed | None:
-        last = self._last_format
+        shape = line_shape(line)
+        last = self._last_by_shape.get(shape)
         if last is not None:
             parsed = last.parse(line)
             if parsed is not None:
+                self._text_hit = True
                 return parsed
-        for fmt in CANDIDATES[first_char_class(line)]:
+        for fmt in CANDIDATES[shape]:
             if fmt is not last:
                 parsed = fmt.parse(line)
                 if parsed is not None:
-                    self._last_format = fmt
+                    self._last_by_shape[shape] = fmt
+                    self._text_hit = True
                     return parsed
         return None
 
@@ -139,7 +151,7 @@ class LineParser:
             return None
         if not isinstance(obj, dict):
             return None
-        self._last_format = None
+        self._text_hit = False
         inner = obj.get("log")
         if isinstance(inner, str) and "stream" in obj:
             return self._parse_docker(obj, inner.rstrip("\r\n"))
@@ -154,23 +166,23 @@ class LineParser:
         return parsed
 
     def _complete(self) -> LogRecord:
-        pending = self._pending
-        assert pending is not None
-        self._pending = None
-        parsed = pending.parsed
+        parsed = self._parsed
+        assert parsed is not None
+        self._parsed = None
         message = parsed.message
-        if pending.more:
-            message = "\n".join((message, *pending.more)).rstrip()
+        if self._more:
+            message = "\n".join((message, *self._more)).rstrip()
+        self._more = None
         trace_id = parsed.trace_id
         if trace_id is None and "race" in message:
             found = _TEXT_TRACE.search(message)
             trace_id = trace_from_value("trace_id", found.group(1)) if found else None
         attrs = parsed.attrs
-        if pending.flags:
-            attrs.update(pending.flags)
-        self.emitted_end = pending.end
+        if self._flags:
+            attrs.update(self._flags)
+        self.emitted_end = self._end
         return LogRecord(
-            record_id(self.prefix, pending.start),
+            record_id(self.prefix, self._start),
             parsed.timestamp or self._clock(),
             parsed.level or Level.INFO,
             parsed.service or self.service,

@@ -6,7 +6,9 @@ and the LineParser tries the one that matched last first (a file keeps its forma
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +37,8 @@ class TextFormat:
         return self.build(match) if match else None
 
 
+# Formats with whole-second stamps repeat each stamp on every line of a busy second.
+@functools.lru_cache(maxsize=4096)
 def _time_dmy(day: str, month: str, year: str, clock: str, offset: str | None = None) -> datetime | None:
     """Return the UTC time of day/month-name/year parts (access, Redis and Apache logs)."""
     number = month_number(month)
@@ -48,6 +52,12 @@ def _time_dmy(day: str, month: str, year: str, clock: str, offset: str | None = 
 
 def _time_without_year(month: str, day: str, clock: str) -> datetime | None:
     """Return the time of an RFC 3164 stamp (no year: this year, or last year if that is the future)."""
+    return _time_without_year_on(month, day, clock, int(time.time() // 86400))
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_without_year_on(month: str, day: str, clock: str, _today: int) -> datetime | None:
+    """``_time_without_year`` cached per day (``_today``), on which the year it picks depends."""
     now = datetime.now(UTC)
     ts = _time_dmy(day, month, str(now.year), clock)
     if ts is not None and (ts - now).days > 1:
@@ -94,7 +104,7 @@ def _syslog_attrs(match: re.Match[str], *keys: str) -> dict[str, object]:
 
 
 def _pri(match: re.Match[str], attrs: dict[str, object]) -> Level | None:
-    pri = match.groupdict().get("pri")
+    pri = match.group("pri")
     if pri is None or int(pri) > 191:
         return None
     attrs["facility"] = int(pri) >> 3
@@ -113,10 +123,14 @@ def _build_5424(m: re.Match[str]) -> Parsed | None:
 
 
 def _build_3164(m: re.Match[str]) -> Parsed | None:
-    attrs = _syslog_attrs(m, "host", "pid")
+    host, pid, mon, day, clock, msg, app = m.group("host", "pid", "mon", "day", "clock", "msg", "app")
+    attrs: dict[str, object] = {}
+    if host != "-":
+        attrs["host"] = host
+    if pid is not None:
+        attrs["pid"] = pid
     level = _pri(m, attrs)
-    ts = _time_without_year(m.group("mon"), m.group("day"), m.group("clock"))
-    return Parsed(m.group("msg"), level, ts, m.group("app"), None, attrs)
+    return Parsed(msg, level, _time_without_year(mon, day, clock), app, None, attrs)
 
 
 def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
@@ -130,24 +144,24 @@ def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
 
 _ACCESS = re.compile(
     r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<day>\d\d)/(?P<mon>\w{3})/(?P<year>\d{4}):"
-    r'(?P<clock>\d\d:\d\d:\d\d) (?P<tz>[+-]\d{4})\] "(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) '
-    r'(?P<bytes>\d+|-)(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)")?(?P<rest>.*)'
+    r'(?P<clock>\d\d:\d\d:\d\d) (?P<tz>[+-]\d{4})\] "(?P<request>[^"\\]*(?:\\.[^"\\]*)*)" (?P<status>\d{3}) '
+    r'(?P<bytes>\d+|-)(?: "(?P<referer>[^"\\]*(?:\\.[^"\\]*)*)" "(?P<agent>[^"\\]*(?:\\.[^"\\]*)*)")?(?P<rest>.*)'
 )
 
 
 def _build_access(m: re.Match[str]) -> Parsed | None:
-    status = int(m.group("status"))
-    tz = m.group("tz")
-    ts = _time_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"), f"{tz[:3]}:{tz[3:]}")
+    day, mon, year, clock, tz = m.group("day", "mon", "year", "clock", "tz")
+    code, size, rest = m.group("status", "bytes", "rest")
+    status = int(code)
+    ts = _time_dmy(day, mon, year, clock, f"{tz[:3]}:{tz[3:]}")
     attrs: dict[str, object] = {"client": m.group("client"), "status": status, "request": m.group("request")}
-    if m.group("bytes") != "-":
-        attrs["bytes"] = int(m.group("bytes"))
-    for key in ("user", "referer", "agent"):
-        value = _nil(m.group(key))
-        if value:
+    if size != "-":
+        attrs["bytes"] = int(size)
+    for key, value in zip(("user", "referer", "agent"), m.group("user", "referer", "agent"), strict=True):
+        if value and value != "-":
             attrs[key] = value
-    if m.group("rest").strip():
-        attrs["extra"] = m.group("rest").strip()
+    if rest and not rest.isspace():
+        attrs["extra"] = rest.strip()
     return Parsed(m.group(0), level_from_http_status(status), ts, None, None, attrs)
 
 
@@ -332,30 +346,34 @@ TEXT_PARSERS: tuple[TextFormat, ...] = (
 )
 
 
-def _starts(fmt: TextFormat) -> str:
-    """Which first characters a format's lines can have: d(igit), <, [, U(pper), o(ther)."""
-    return {
-        "syslog5424": "<",
-        "syslog3164": "<U",
-        "access": "dUo",  # client address or host name
-        "postgres": "d",
-        "nginx_error": "d",
-        "apache_error": "[",
-        "redis": "d",
-        "klog": "U",
-        "ruby": "U",
-        "syslog_iso": "d",
-        "ts_level": "d",
-        "level_first": "[U",
-        "ts_only": "d",
-    }[fmt.name]
+# Which line shapes (see line_shape) each format's lines can have.
+_SHAPES = {
+    "syslog5424": ("<",),
+    "syslog3164": ("<", "U"),
+    "access": ("d-", "d/", "d", "U", "o"),  # client address or host name
+    "postgres": ("d-",),
+    "nginx_error": ("d/",),
+    "apache_error": ("[",),
+    "redis": ("d",),
+    "klog": ("U",),
+    "ruby": ("U",),
+    "syslog_iso": ("d-",),
+    "ts_level": ("d-", "d/", "d"),
+    "level_first": ("[", "U"),
+    "ts_only": ("d-", "d/", "d"),
+}
 
 
-def first_char_class(line: str) -> str:
-    """Return the class of a line's first character used to pick candidate formats."""
+def line_shape(line: str) -> str:
+    """Return the shape of a line's start, which narrows the formats it can be.
+
+    ``d-`` and ``d/``: a digit, and that character after four (a date); ``d``: other digits
+    (an address, a pid, a clock); ``<``, ``[``; ``U``: an upper-case letter; ``o``: others.
+    """
     first = line[0]
-    if first.isdigit():
-        return "d"
+    if "0" <= first <= "9":
+        mark = line[4:5]
+        return "d-" if mark == "-" else "d/" if mark == "/" else "d"
     if first in "<[":
         return first
     if "A" <= first <= "Z":
@@ -363,7 +381,7 @@ def first_char_class(line: str) -> str:
     return "o"
 
 
-# Candidate formats per first-character class, in TEXT_PARSERS order.
+# Candidate formats per line shape, in TEXT_PARSERS order (the first that matches wins).
 CANDIDATES: dict[str, tuple[TextFormat, ...]] = {
-    cls: tuple(f for f in TEXT_PARSERS if cls in _starts(f)) for cls in ("d", "<", "[", "U", "o")
+    shape: tuple(f for f in TEXT_PARSERS if shape in _SHAPES[f.name]) for shape in ("d-", "d/", "d", "<", "[", "U", "o")
 }

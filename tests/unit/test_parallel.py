@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from logctl.config import Settings
-from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, parse_block, split_blocks
+from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, parse_block
 from logctl.records import LogRecord, record_to_dict
 from logctl.shipper import ShipOptions, ship
 
@@ -42,9 +42,11 @@ def _messy_lines(rng: random.Random, count: int) -> list[bytes]:
     return out
 
 
-def _shipped(path: Path, workers: int) -> list[LogRecord]:
+def _shipped(path: Path, workers: int, serializer: str) -> list[LogRecord]:
     got: list[LogRecord] = []
-    options = ShipOptions(paths=(str(path),), follow=False, workers=workers, max_line_bytes=1024, batch_size=333)
+    options = ShipOptions(
+        paths=(str(path),), follow=False, workers=workers, max_line_bytes=1024, batch_size=333, serializer=serializer
+    )
     ship(Settings(), options, lambda: False, lambda _msg: None, got.extend)
     return got
 
@@ -56,16 +58,16 @@ def _comparable(record: LogRecord) -> dict[str, object]:
     return shown
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_workers_give_the_records_of_a_single_process(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "serializer"), [(1, "msgpack"), (2, "json")])
+def test_workers_give_the_records_of_a_single_process(tmp_path: Path, seed: int, serializer: str) -> None:
     rng = random.Random(seed)
     path = tmp_path / "messy.log"
     lines = _messy_lines(rng, 60_000)
     path.write_bytes(b"\n".join(lines))  # the last line has no newline: finished at the end
     assert path.stat().st_size > 2 * MIN_BACKLOG_BYTES
 
-    alone = _shipped(path, workers=0)
-    pooled = _shipped(path, workers=2)
+    alone = _shipped(path, 0, serializer)
+    pooled = _shipped(path, 2, serializer)
 
     assert len(pooled) == len(alone)
     by_id = {r.id: _comparable(r) for r in alone}
@@ -88,11 +90,4 @@ def test_a_block_leaves_its_lead_and_last_record_to_the_source_parser() -> None:
     assert result.rest_start == 1000 + data.index(b"2024-03-01")
     assert result.lines == 2
     assert sorted(result.rows) == ["svc.info", "svc.warn"]
-
-
-def test_split_blocks_cuts_only_after_newlines() -> None:
-    data = b"".join(b"line %d\n" % i for i in range(1000))
-    pieces = list(split_blocks(data, 500, size=64))
-    assert b"".join(p for p, _ in pieces) == data
-    assert all(p.endswith(b"\n") for p, _ in pieces)
-    assert [base for _, base in pieces] == [500 + sum(len(p) for p, _ in pieces[:i]) for i in range(len(pieces))]
+    assert [len(ends) for _buf, ends in result.rows.values()] == [1, 1]
