@@ -37,18 +37,44 @@ from logctl.codec import encode  # noqa: E402
 from logctl.records import Level, LogRecord, now_utc  # noqa: E402
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (workers included), in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
 def run_logctl(args: list[str], env: dict[str, str], **kw: object) -> tuple[str, float, float]:
-    """Run logctl; return (stderr, seconds, peak RSS in MB) of the child itself."""
+    """Run logctl; return (stderr, seconds, peak RSS in MB of its whole process tree, sampled)."""
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "logctl", *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, **kw
     )  # type: ignore[call-overload]
+    peak = [0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _pid, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    sampler.join()
     stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise SystemExit(f"logctl {' '.join(args)} failed: {stderr}")
-    return stderr, seconds, usage.ru_maxrss / 1024
+    return stderr, seconds, max(peak[0], usage.ru_maxrss / 1024)
 
 
 def figure(stderr: str, key: str) -> float:
@@ -191,9 +217,33 @@ def tail_rate(env: dict[str, str], records: int) -> tuple[float, str]:
     return shown / seconds, stderr.strip()
 
 
+def big_file(path: Path, gigabytes: float, lines: int, work: Path) -> tuple[str, str, str]:
+    """Ship a file of ``gigabytes`` (the mixed file repeated): lines/s and peak RSS of the process tree."""
+    big = work / "big.log"
+    copies = max(1, round(gigabytes * 1e9 / path.stat().st_size))
+    with big.open("wb") as out:
+        data = path.read_bytes()
+        for _ in range(copies):
+            out.write(data)
+    exchange = f"benchmarks-big-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "LOGCTL_EXCHANGE": exchange, "LOGCTL_STATE_DIR": str(work / "state-big"), "NO_COLOR": "1"}
+    try:
+        _err, seconds, rss = run_logctl(["ship", "--no-follow", str(big)], env)
+    finally:
+        cleanup(exchange)
+        big.unlink()
+    size = f"{copies * path.stat().st_size / 1e9:.1f} GB"
+    return (
+        f"logctl ship --no-follow of a {size} file",
+        f"{copies * lines / seconds:,.0f} lines/s",
+        f"peak RSS {rss:.0f} MB",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--big-gb", type=float, default=0, help="also ship a file of this many GB (memory bound)")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="logctl-benchmarks-"))
     path = work / "mixed.log"
@@ -207,7 +257,9 @@ def main() -> None:
 
     stderr, seconds, rss = run_logctl(["ship", "--no-follow", str(path)], env)
     ship = opts.lines / seconds
-    rows.append(("logctl ship --no-follow (whole process)", f"{ship:,.0f} lines/s", f"peak RSS {rss:.0f} MB"))
+    rows.append(("logctl ship --no-follow (main + parse workers)", f"{ship:,.0f} lines/s", f"peak RSS {rss:.0f} MB"))
+    if opts.big_gb:
+        rows.append(big_file(path, opts.big_gb, opts.lines, work))
     naive = naive_baseline(path)
     rows.append(("naive: kombu publish per line, confirm each", f"{naive:,.0f} lines/s", f"ship = {ship / naive:.0f}x"))
     sng = syslog_ng(path, opts.lines, work)

@@ -30,6 +30,7 @@ from logctl.records import Level, routing_key
 from logctl.tailer import Source
 
 BLOCK_BYTES = 1 << 20
+_SLICE_BYTES = 64 << 10  # what a worker parses between packing records
 # How long ship keeps the pool busy with one file before its loop gets a turn (to check
 # for a stop, save checkpoints, send lingering batches): long enough that draining the
 # pool at the end of a round costs little.
@@ -96,28 +97,36 @@ def _lead_length(data: bytes, max_line_bytes: int) -> int:
 
 def parse_block(job: BlockJob) -> BlockResult:
     """Parse a block in a worker: the records between its lead and its last record, encoded."""
-    lead = _lead_length(job.data, job.max_line_bytes)
-    if lead == len(job.data):
+    data = job.data
+    lead = _lead_length(data, job.max_line_bytes)
+    if lead == len(data):
         return BlockResult(job.end, job.end, 0, {})
     src = Source(job.service, job.max_line_bytes)
     src.start_parser(job.prefix, job.base + lead)
-    src.parse_lines(job.data[lead:-1], job.base + lead)
-    assert src.parser is not None
-    rest_start = src.parser.pending_start
-    assert rest_start is not None  # the block's last record is still open
     packer = RowPacker(job.serializer)
     keys: dict[tuple[str, Level], str] = {}
     rows: dict[str, tuple[bytearray, array[int]]] = {}
-    for record, _end in src.ready:
-        lookup = (record.service, record.level)
-        key = keys.get(lookup)
-        if key is None:
-            key = keys[lookup] = routing_key(record.service, record.level)
-            rows[key] = (bytearray(), array("Q"))
-        buf, ends = rows[key]
-        buf += packer.pack(record)
-        ends.append(len(buf))
-    rest_lines = job.data.count(b"\n", rest_start - job.base)
+    # A slice at a time, packing as it goes: only a slice's records are ever held as objects.
+    start = lead
+    while start < len(data):
+        cut = data.find(b"\n", start + _SLICE_BYTES - 1)
+        cut = len(data) - 1 if cut < 0 else cut
+        src.parse_lines(data[start:cut], job.base + start)
+        start = cut + 1
+        for record, _end in src.ready:
+            lookup = (record.service, record.level)
+            key = keys.get(lookup)
+            if key is None:
+                key = keys[lookup] = routing_key(record.service, record.level)
+                rows[key] = (bytearray(), array("Q"))
+            buf, ends = rows[key]
+            buf += packer.pack(record)
+            ends.append(len(buf))
+        src.ready.clear()
+    assert src.parser is not None
+    rest_start = src.parser.pending_start
+    assert rest_start is not None  # the block's last record is still open
+    rest_lines = data.count(b"\n", rest_start - job.base)
     packed = {key: (bytes(buf), ends) for key, (buf, ends) in rows.items()}
     return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed)
 
