@@ -86,17 +86,18 @@ def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[b
 
 
 def _record(row: object) -> LogRecord:
-    if not isinstance(row, list | tuple) or len(row) != 7:
+    # Exact type checks (msgpack and orjson only ever make these types): cheaper than isinstance.
+    if type(row) is not list or len(row) != 7:
         raise BadInput("record is not a 7-element array")
     rid, micros, level, service, message, trace_id, attrs = row
-    if not isinstance(rid, str) or not isinstance(micros, int) or level not in _LEVELS:
+    if type(rid) is not str or type(micros) is not int or level not in _LEVELS:
         raise BadInput("record has a bad id, timestamp or level")
-    if not isinstance(service, str) or not isinstance(message, str) or not isinstance(attrs, dict):
+    if type(service) is not str or type(message) is not str or type(attrs) is not dict:
         raise BadInput("record has a bad service, message or attrs")
-    if trace_id is not None and not isinstance(trace_id, str):
+    if trace_id is not None and type(trace_id) is not str:
         raise BadInput("record has a bad trace_id")
     try:
-        ts = _EPOCH + timedelta(microseconds=micros)
+        ts = _EPOCH + timedelta(0, 0, micros)  # positional: a keyword call costs half as much again
     except OverflowError as exc:
         raise BadInput("record timestamp out of range") from exc
     return LogRecord(rid, ts, _LEVELS[level], service, message, trace_id, attrs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from logctl.codec import decode
@@ -82,6 +83,16 @@ def _collect(reader: QueueReader, options: ConsumeOptions, stop: Callable[[], bo
     return batch
 
 
+@dataclass(slots=True)
+class _Written:
+    """A batch handed to the sink writer: acked once its write returns."""
+
+    future: Future[int] | None  # None: nothing in it decoded (all dead-lettered)
+    last_good: int
+    messages: int
+    records: int
+
+
 def consume(
     broker: Broker,
     topology: Topology,
@@ -90,34 +101,57 @@ def consume(
     stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[ConsumeStats], None] = lambda _s: None,
 ) -> ConsumeStats:
-    """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough."""
+    """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough.
+
+    The sink writes one batch in its own thread while the next is fetched and decoded
+    (SQLite and fsync release the GIL); a batch is acked only once its write returned.
+    """
     declare_topology(broker, topology)
     ensure_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
     stats = ConsumeStats()
     reader = QueueReader(broker, options.queue, options.prefetch)
     last_activity = time.monotonic()
-    while not stop():
-        try:
-            batch = _collect(reader, options, stop)
-            if batch:
-                records, last_good = _decode_batch(batch, reader, stats)
-                stored = sink.write(records) if records else 0
-                if last_good:
-                    reader.ack(last_good, multiple=True)
-                stats.messages += len(batch)
-                stats.records += len(records)
-                stats.stored += stored
-                stats.duplicates += len(records) - stored
-                stats.batches += 1
-                last_activity = time.monotonic()
-                on_batch(stats)
-            elif options.exit_when_idle is not None and time.monotonic() - last_activity >= options.exit_when_idle:
-                break
-        except BrokerUnreachable as exc:
-            # Unacked deliveries go back to the queue; the sink drops the ones it already has.
-            broker.notify(f"{exc}; reconnecting")
-            broker.reconnect(stop)
-            reader = QueueReader(broker, options.queue, options.prefetch)
-            broker.notify("reconnected to broker; consuming again")
+    pending: _Written | None = None
+
+    def settle(written: _Written) -> None:
+        stored = written.future.result() if written.future is not None else 0
+        if written.last_good:
+            reader.ack(written.last_good, multiple=True)
+        stats.messages += written.messages
+        stats.records += written.records
+        stats.stored += stored
+        stats.duplicates += written.records - stored
+        stats.batches += 1
+        on_batch(stats)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="logctl-sink") as writer:
+        while not stop():
+            try:
+                batch = _collect(reader, options, stop)
+                if batch:
+                    records, last_good = _decode_batch(batch, reader, stats)
+                    future = writer.submit(sink.write, records) if records else None
+                    written = _Written(future, last_good, len(batch), len(records))
+                    if pending is not None:
+                        settle(pending)
+                    pending = written
+                    last_activity = time.monotonic()
+                    continue
+                if pending is not None:
+                    settle(pending)
+                    pending = None
+                if options.exit_when_idle is not None and time.monotonic() - last_activity >= options.exit_when_idle:
+                    break
+            except BrokerUnreachable as exc:
+                # Unacked deliveries go back to the queue; the sink drops the ones it already has.
+                if pending is not None and pending.future is not None:
+                    pending.future.result()  # let the write finish; its acks died with the channel
+                pending = None
+                broker.notify(f"{exc}; reconnecting")
+                broker.reconnect(stop)
+                reader = QueueReader(broker, options.queue, options.prefetch)
+                broker.notify("reconnected to broker; consuming again")
+        if pending is not None:
+            settle(pending)
     reader.close()
     return stats

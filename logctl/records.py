@@ -91,11 +91,22 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+_SECONDS: dict[tuple[int, int, int, int, int, int], str] = {}
+
+
 def format_timestamp(ts: datetime) -> str:
     """Return RFC 3339 UTC with milliseconds: ``2026-11-27T11:32:10.123Z``."""
     if ts.tzinfo is not UTC:  # records carry UTC already; others are converted
         ts = ts.astimezone(UTC)
-    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"  # C isoformat: 3x cheaper than strftime
+    # The text of each second is made once: consume and tail format a record's time each,
+    # and a busy second holds thousands of records (isoformat alone costs twice this).
+    second = (ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second)
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        text = _SECONDS[second] = ts.replace(microsecond=0, tzinfo=None).isoformat()
+    return "%s.%03dZ" % (text, ts.microsecond // 1000)  # noqa: UP031 - cheaper than an f-string
 
 
 def record_to_dict(record: LogRecord) -> dict[str, Any]:
