@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from logctl.cli.app import ConfigOpt, ExchangeOpt, StateDirOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
+from logctl.cli.app import (
+    ConfigOpt,
+    ExchangeOpt,
+    StateDirOpt,
+    StopFlag,
+    UrlOpt,
+    app,
+    edge,
+    notify,
+    settings_from,
+    tune_gc_for_throughput,
+)
 from logctl.consumer import ConsumeOptions, ConsumeStats, consume
 from logctl.errors import ConfigError
 from logctl.render import summary_line
@@ -76,6 +87,7 @@ def consume_cmd(
     target = open_sink(sink or default_sink_uri(settings.state_dir))
     try:
         with Broker(settings, notify) as broker:
+            tune_gc_for_throughput()
             stats = consume(broker, topology_of(settings), target, options, StopFlag().install())
     finally:
         target.close()

@@ -18,6 +18,7 @@ from logctl.cli.app import (
     edge,
     notify,
     settings_from,
+    tune_gc_for_throughput,
 )
 from logctl.errors import ConfigError
 from logctl.render import OutputMode, RecordRenderer, print_table, summary_line
@@ -104,6 +105,7 @@ def ship_cmd(
         workers=settings.workers,
     )
     renderer = RecordRenderer(output) if dry_run else None
+    tune_gc_for_throughput()
     stats = ship(settings, options, StopFlag().install(), notify, renderer.render if renderer else None)
     notify(_summary(stats))
 

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
+from logctl.cli.app import (
+    ConfigOpt,
+    ExchangeOpt,
+    OutputOpt,
+    StopFlag,
+    UrlOpt,
+    app,
+    edge,
+    notify,
+    settings_from,
+    tune_gc_for_throughput,
+)
 from logctl.errors import ConfigError
 from logctl.records import Level
 from logctl.render import OutputMode, RecordRenderer
@@ -40,6 +51,7 @@ def tail_cmd(
     settings = settings_from(config, url=url, exchange=exchange)
     patterns = tail_patterns(minimum, service or (), pattern or ())
     renderer = RecordRenderer(output)
+    tune_gc_for_throughput()
     stop = StopFlag().install()
     shown = 0
     with Tail(settings, TailOptions(tuple(patterns))) as tail:
