@@ -21,7 +21,7 @@ import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
-from logctl.records import Level, LogRecord
+from logctl.records import Level, LogRecord, format_micros
 
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
@@ -85,7 +85,40 @@ def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[b
     return packer.envelope([packer.pack(r) for r in records]), packer.content_type
 
 
-def _record(row: object) -> LogRecord:
+# A record as it travels, checked: [id, ts, level, service, message, trace_id, attrs].
+WireRow = list[Any]
+
+# The times a datetime can hold, in microseconds since the epoch.
+_MIN_MICROS = (datetime(1, 1, 2, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_MAX_MICROS = (datetime(9999, 12, 30, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+
+
+def wire_row(record: LogRecord) -> WireRow:
+    """Return a record in its wire form."""
+    return _row(record)
+
+
+def record_of(row: WireRow) -> LogRecord:
+    """Return the record of a checked wire row."""
+    rid, micros, level, service, message, trace_id, attrs = row
+    return LogRecord(rid, _EPOCH + timedelta(0, 0, micros), _LEVELS[level], service, message, trace_id, attrs)
+
+
+def row_to_dict(row: WireRow) -> dict[str, Any]:
+    """Return the JSON Lines shape of a wire row (as ``record_to_dict`` of its record)."""
+    rid, micros, level, service, message, trace_id, attrs = row
+    return {
+        "id": rid,
+        "timestamp": format_micros(micros),
+        "level": level,
+        "service": service,
+        "message": message,
+        "trace_id": trace_id,
+        "attrs": attrs,
+    }
+
+
+def _check(row: object) -> WireRow:
     # Exact type checks (msgpack and orjson only ever make these types): cheaper than isinstance.
     if type(row) is not list or len(row) != 7:
         raise BadInput("record is not a 7-element array")
@@ -96,17 +129,15 @@ def _record(row: object) -> LogRecord:
         raise BadInput("record has a bad service, message or attrs")
     if trace_id is not None and type(trace_id) is not str:
         raise BadInput("record has a bad trace_id")
-    try:
-        ts = _EPOCH + timedelta(0, 0, micros)  # positional: a keyword call costs half as much again
-    except OverflowError as exc:
-        raise BadInput("record timestamp out of range") from exc
-    return LogRecord(rid, ts, _LEVELS[level], service, message, trace_id, attrs)
+    if not _MIN_MICROS <= micros <= _MAX_MICROS:
+        raise BadInput("record timestamp out of range")
+    return row
 
 
-def _envelope_records(envelope: object) -> list[LogRecord]:
+def _envelope_rows(envelope: object) -> list[WireRow]:
     if not isinstance(envelope, dict) or envelope.get("v") != VERSION or not isinstance(envelope.get("records"), list):
         raise BadInput(f"not a logctl v{VERSION} envelope")
-    return [_record(row) for row in envelope["records"]]
+    return [_check(row) for row in envelope["records"]]
 
 
 def decode_foreign(body: bytes, message_id: str | None = None) -> LogRecord:
@@ -128,13 +159,18 @@ def decode_foreign(body: bytes, message_id: str | None = None) -> LogRecord:
     return record
 
 
-def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:
-    """Return the records of one AMQP message body; BadInput if it claims to be ours and is not."""
+def decode_rows(body: bytes, content_type: str | None, message_id: str | None = None) -> list[WireRow]:
+    """Return the checked wire rows of one AMQP message body; BadInput if it claims to be ours and is not."""
     try:
         if content_type == MSGPACK_TYPE:
-            return _envelope_records(msgpack.unpackb(body, raw=False, strict_map_key=False))
+            return _envelope_rows(msgpack.unpackb(body, raw=False, strict_map_key=False))
         if content_type == JSON_TYPE:
-            return _envelope_records(orjson.loads(body))
+            return _envelope_rows(orjson.loads(body))
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
         raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
-    return [decode_foreign(body, message_id)]
+    return [_row(decode_foreign(body, message_id))]
+
+
+def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:
+    """Return the records of one AMQP message body; BadInput if it claims to be ours and is not."""
+    return [record_of(row) for row in decode_rows(body, content_type, message_id)]

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from logctl.codec import decode
+from logctl.codec import WireRow, decode_rows
 from logctl.errors import BadInput, BrokerUnreachable
-from logctl.records import LogRecord
 from logctl.sinks import Sink
 from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_topology, ensure_consumer_queue
 
@@ -49,13 +48,13 @@ class ConsumeOptions:
     queue_type: str = "quorum"
 
 
-def _decode_batch(deliveries: list[Delivery], reader: QueueReader, stats: ConsumeStats) -> tuple[list[LogRecord], int]:
+def _decode_batch(deliveries: list[Delivery], reader: QueueReader, stats: ConsumeStats) -> tuple[list[WireRow], int]:
     """Decode deliveries; reject the undecodable ones. Returns (records, last good delivery tag)."""
-    records: list[LogRecord] = []
+    records: list[WireRow] = []
     last_good = 0
     for d in deliveries:
         try:
-            records.extend(decode(d.body, d.content_type, d.message_id))
+            records.extend(decode_rows(d.body, d.content_type, d.message_id))
         except BadInput:
             reader.reject(d.delivery_tag)
             stats.dead_lettered += 1

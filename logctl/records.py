@@ -109,6 +109,20 @@ def format_timestamp(ts: datetime) -> str:
     return "%s.%03dZ" % (text, ts.microsecond // 1000)  # noqa: UP031 - cheaper than an f-string
 
 
+_MICRO_SECONDS: dict[int, str] = {}
+
+
+def format_micros(micros: int) -> str:
+    """``format_timestamp`` of a time in microseconds since the epoch (the wire's form)."""
+    second, fraction = divmod(micros, 1_000_000)
+    text = _MICRO_SECONDS.get(second)
+    if text is None:
+        if len(_MICRO_SECONDS) >= 4096:
+            _MICRO_SECONDS.clear()
+        text = _MICRO_SECONDS[second] = datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat()
+    return "%s.%03dZ" % (text, fraction // 1000)  # noqa: UP031 - cheaper than an f-string
+
+
 def record_to_dict(record: LogRecord) -> dict[str, Any]:
     """Return the JSON Lines shape of a record (keys documented in the README)."""
     return {

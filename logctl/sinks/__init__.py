@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from logctl.codec import WireRow
 from logctl.errors import ConfigError
-from logctl.records import LogRecord
 
 
 class Sink(Protocol):
     """A place records are stored durably and idempotently (keyed on the record id)."""
 
-    def write(self, records: list[LogRecord]) -> int:
-        """Store ``records``; durable when it returns. Returns how many were new."""
+    def write(self, rows: list[WireRow]) -> int:
+        """Store records (as they travelled); durable when it returns. Returns how many were new."""
         ...
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 
+from logctl.codec import WireRow, row_to_dict
 from logctl.errors import PermissionDenied
-from logctl.records import LogRecord, record_to_dict
 
 
 def _existing_ids(path: Path) -> set[str]:
@@ -46,16 +46,16 @@ class JsonFileSink:
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write file sink {path}: permission denied") from exc
 
-    def write(self, records: list[LogRecord]) -> int:
+    def write(self, rows: list[WireRow]) -> int:
         seen = self._seen
         # One growing buffer: a list of 100,000 small orjson results costs ~4 KiB each.
         data = bytearray()
         count = 0
-        for r in records:
-            if r.id not in seen:
-                seen.add(r.id)
-                data += orjson.dumps(record_to_dict(r), default=str)
-                data += b"\n"
+        for r in rows:
+            rid = r[0]
+            if rid not in seen:
+                seen.add(rid)
+                data += orjson.dumps(row_to_dict(r), default=str, option=orjson.OPT_APPEND_NEWLINE)
                 count += 1
         view = memoryview(data)
         while view:

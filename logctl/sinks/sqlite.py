@@ -7,8 +7,9 @@ from pathlib import Path
 
 import orjson
 
+from logctl.codec import WireRow
 from logctl.errors import ConfigError, PermissionDenied
-from logctl.records import LogRecord, format_timestamp
+from logctl.records import format_micros
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -40,24 +41,17 @@ class SqliteSink:
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open SQLite sink {path}: {exc}") from exc
 
-    def write(self, records: list[LogRecord]) -> int:
-        rows = [
-            (
-                r.id,
-                format_timestamp(r.timestamp),
-                r.level.value,
-                r.service,
-                r.message,
-                r.trace_id,
-                orjson.dumps(r.attrs, default=str).decode() if r.attrs else "{}",
-            )
-            for r in records
+    def write(self, rows: list[WireRow]) -> int:
+        dumps = orjson.dumps
+        values = [
+            (rid, format_micros(micros), level, service, message, trace_id, dumps(attrs, default=str).decode())
+            for rid, micros, level, service, message, trace_id, attrs in rows
         ]
         db = self._db
         before = db.total_changes
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", values)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

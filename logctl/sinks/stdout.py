@@ -10,7 +10,7 @@ import sys
 
 import orjson
 
-from logctl.records import LogRecord, record_to_dict
+from logctl.codec import WireRow, row_to_dict
 
 RECENT_IDS = 1_000_000
 
@@ -21,15 +21,15 @@ class StdoutSink:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    def write(self, records: list[LogRecord]) -> int:
+    def write(self, rows: list[WireRow]) -> int:
         data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
         count = 0
-        for r in records:
-            if r.id in self._seen:
+        for r in rows:
+            rid = r[0]
+            if rid in self._seen:
                 continue
-            self._seen.add(r.id)
-            data += orjson.dumps(record_to_dict(r), default=str)
-            data += b"\n"
+            self._seen.add(rid)
+            data += orjson.dumps(row_to_dict(r), default=str, option=orjson.OPT_APPEND_NEWLINE)
             count += 1
         out = sys.stdout.buffer
         out.write(data)

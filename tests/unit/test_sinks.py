@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from logctl.codec import wire_row
 from logctl.errors import ConfigError
-from logctl.records import Level, LogRecord
+from logctl.records import Level, LogRecord, format_timestamp, record_to_dict
 from logctl.sinks import Sink, open_sink
 
 
@@ -46,32 +47,49 @@ SINKS: dict[str, tuple[Callable[[Path], str], Callable[[Path], list[tuple[str, s
 def test_sink_stores_each_record_once_across_reopen(kind: str, tmp_path: Path) -> None:
     uri, read = SINKS[kind][0](tmp_path), SINKS[kind][1]
     sink: Sink = open_sink(uri)
-    assert sink.write([make(i) for i in range(100)]) == 100
-    assert sink.write([make(i) for i in range(50, 150)]) == 50
+    assert sink.write([wire_row(make(i)) for i in range(100)]) == 100
+    assert sink.write([wire_row(make(i)) for i in range(50, 150)]) == 50
     sink.close()
     reopened = open_sink(uri)
-    assert reopened.write([make(i) for i in range(140, 160)]) == 10
+    assert reopened.write([wire_row(make(i)) for i in range(140, 160)]) == 10
     reopened.close()
     assert read(tmp_path) == sorted((make(i).id, make(i).message) for i in range(160))
+
+
+def test_sinks_store_what_the_record_shows(tmp_path: Path) -> None:
+    """The stored fields are those of record_to_dict (what --dry-run and tail print)."""
+    records = [make(i) for i in (0, 1, 999_999)]
+    file_sink, db_sink = open_sink(f"file://{tmp_path / 'x.jsonl'}"), open_sink(f"sqlite:///{tmp_path / 'x.db'}")
+    for sink in (file_sink, db_sink):
+        sink.write([wire_row(r) for r in records])
+        sink.close()
+    lines = [json.loads(line) for line in (tmp_path / "x.jsonl").read_text().splitlines()]
+    assert lines == [record_to_dict(r) for r in records]
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        stored = conn.execute("select id, timestamp, level, attrs from records order by id").fetchall()
+    assert stored == [
+        (r.id, format_timestamp(r.timestamp), r.level.value, json.dumps(r.attrs, separators=(",", ":")))
+        for r in records
+    ]
 
 
 def test_file_sink_cuts_a_torn_last_line_left_by_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     sink = open_sink(f"file://{path}")
-    sink.write([make(1)])
+    sink.write([wire_row(make(1))])
     sink.close()
     with path.open("ab") as fh:
         fh.write(b'{"id": "src-0000000')
     sink = open_sink(f"file://{path}")
-    assert sink.write([make(2)]) == 1
+    assert sink.write([wire_row(make(2))]) == 1
     sink.close()
     assert [r[0] for r in read_jsonl(path)] == [make(1).id, make(2).id]
 
 
 def test_stdout_sink_drops_duplicates_within_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     sink = open_sink("stdout")
-    assert sink.write([make(1), make(2)]) == 2
-    assert sink.write([make(2)]) == 0
+    assert sink.write([wire_row(make(1)), wire_row(make(2))]) == 2
+    assert sink.write([wire_row(make(2))]) == 0
 
 
 def test_unknown_scheme_is_a_config_error() -> None:
