@@ -357,7 +357,11 @@ def _ship(run: _Run, on_tick: Callable[[Counters, float], None]) -> BenchResult:
             fh.writelines(line + "\n" for line in synthetic_lines(lines, options.size))
         run.spawn(lambda: run.consume(lambda: None, measure_e2e=False))
         ship_options = ShipOptions(
-            paths=(str(path),), follow=False, batch_size=options.batch, serializer=options.serializer
+            paths=(str(path),),
+            follow=False,
+            batch_size=options.batch,
+            serializer=options.serializer,
+            workers=run.settings.workers,  # as ship would: parse workers for a file this far behind
         )
         settings = replace(run.settings, max_in_flight=options.max_in_flight)
         started = time.monotonic()
