@@ -15,8 +15,11 @@ what came before.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import multiprocessing
+import os
 import signal
 from array import array
 from collections import deque
@@ -131,7 +134,23 @@ def parse_block(job: BlockJob) -> BlockResult:
     return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed)
 
 
-def _init_worker() -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when ship ends, however it ends (``kill -9`` included).
+
+    A worker holds both ends of its job queue, so it would never see the queue close;
+    the kernel signals it instead (Linux's parent-death signal).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # ship died before the line above took effect
+        os._exit(0)
+
+
+def _init_worker(parent: int) -> None:
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
@@ -153,7 +172,9 @@ class BlockPool:
         if self._executor is None:
             # spawn, not fork: the main process holds broker sockets and threads.
             context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker)
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+            )
         executor = self._executor
         queued = iter(jobs)
         in_flight: deque[tuple[BlockJob, Future[BlockResult]]] = deque()

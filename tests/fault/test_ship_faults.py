@@ -286,6 +286,28 @@ def test_copytruncate_under_a_live_writer_with_copies_followed_ships_each_line_o
     assert_exactly_once(sequence_numbers(env, tmp_path), written)
 
 
+def child_pids(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def wait_gone(pids: list[int], timeout: float = 10) -> None:
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + timeout
+    while any(running(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if running(p)], "processes outlived the killed ship"
+
+
 def confirmed_offset(env: Env, path: Path) -> int:
     """How far ship's checkpoint says ``path`` is confirmed (0 before its first checkpoint)."""
     status = run_logctl(["ship", "--status", "--output", "json"], env)
@@ -305,6 +327,7 @@ def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(en
     assert log.stat().st_size > 32 << 20
     rng = random.Random(99)
     offsets = [0]
+    killed_with_workers = 0
     cmd = [sys.executable, "-m", "logctl", "ship", "--no-follow", "--workers", "2", str(log)]
     for _ in range(4):
         proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -312,11 +335,15 @@ def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(en
         while confirmed_offset(env, log) == offsets[-1] and proc.poll() is None and time.time() < deadline:
             time.sleep(0.05)  # kill only once this run has moved the checkpoint: it is mid-way
         time.sleep(rng.uniform(0.0, 0.3))
+        workers = child_pids(proc.pid) if proc.poll() is None else []
         proc.kill()
         proc.wait()
+        wait_gone(workers)  # a killed ship leaves no process behind
+        killed_with_workers += bool(workers)
         offsets.append(confirmed_offset(env, log))
     size = log.stat().st_size
     assert sum(0 < off < size for off in offsets) >= 2, offsets  # kills landed part-way
+    assert killed_with_workers >= 2
     result = run_logctl(["ship", "--no-follow", "--workers", "2", str(log)], env)
     assert result.returncode == 0, result.stderr
     numbers = sequence_numbers(env, tmp_path)
