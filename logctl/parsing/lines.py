@@ -27,6 +27,7 @@ MAX_CONTINUATION_LINES = 1000
 _LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@/-]*=")
 # The quoted value as an unrolled loop: a third faster than an alternation per character.
 _LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.@/-]*)=("[^"\\]*(?:\\.[^"\\]*)*"|\S*)')
+_NOT_LOGFMT = frozenset("0123456789<[")  # first characters no logfmt key has: skip its regex
 _LOGFMT_MARKERS = frozenset(("level", "lvl", "msg", "message", "time", "ts", "severity"))
 _TEXT_TRACE = re.compile(r"\b(?:trace_?id|traceId|trace\.id)[=:]\s*\"?([0-9A-Za-z-]{8,64})")
 
@@ -116,11 +117,12 @@ class LineParser:
         return self._complete() if self._parsed is not None else None
 
     def _parse(self, line: str) -> Parsed | None:
-        if line[0] == "{":
+        first = line[0]
+        if first == "{":
             parsed = self._parse_json(line)
             if parsed is not None:
                 return parsed
-        elif _LOGFMT_START.match(line):
+        elif first not in _NOT_LOGFMT and _LOGFMT_START.match(line):
             parsed = parse_logfmt(line)
             if parsed is not None:
                 self._text_hit = False
