@@ -18,34 +18,14 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-
-class Writer(threading.Thread):
-    def __init__(self, path: Path, rate: int) -> None:
-        super().__init__(daemon=True)
-        self.path, self.rate, self.written = path, rate, 0
-        self.halt, self.lock = threading.Event(), threading.Lock()
-
-    def run(self) -> None:
-        fh = self.path.open("a")
-        while not self.halt.is_set():
-            with self.lock:
-                if not self.path.exists():
-                    fh.close()
-                    fh = self.path.open("a")
-                fh.write(
-                    "".join(f'seq={self.written + i} level=info msg="line {self.written + i}"\n' for i in range(100))
-                )
-                fh.flush()
-                self.written += 100
-            time.sleep(100 / self.rate)
-        fh.close()
+from tests.numbered import NumberedWriter  # noqa: E402  (the fault tests' writer)
 
 
 class Ship:
@@ -88,7 +68,7 @@ def main() -> None:
         "LOGCTL_CONNECT_RETRIES": "20",
     }
     counts = {"kills": 0, "rotations": 0, "broker_restarts": 0, "memory_alarms": 0}
-    writer = Writer(log, opts.rate)
+    writer = NumberedWriter(log, opts.rate)
     writer.start()
     ship = Ship(env, str(log))
     deadline = time.time() + opts.minutes * 60
@@ -119,7 +99,7 @@ def main() -> None:
             rabbitmqctl("set_vm_memory_high_watermark", "0.4")
             counts["memory_alarms"] += 1
         next_action = time.time() + rng.uniform(4, 10)
-    written = writer.halt.set() or (writer.join() or writer.written)
+    written = writer.stop()
     for _ in range(40):  # let the running ship drain, sampling memory
         ship.sample()
         time.sleep(0.5)

@@ -21,22 +21,23 @@ import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
-from logctl.records import Level, LogRecord, format_micros
+from logctl.records import EPOCH, Level, LogRecord, json_record, micros_of
 
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
 JSON_TYPE = "application/vnd.logctl.batch+json"
 FOREIGN_SERVICE = "external"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _LEVELS = {lvl.value: lvl for lvl in Level}
 
+# A record as it travels, checked: [id, ts, level, service, message, trace_id, attrs].
+WireRow = list[Any]
 
-def _row(record: LogRecord) -> list[Any]:
-    # Level is a StrEnum: msgpack and orjson write it as its string value.
-    micros = (record.timestamp - _EPOCH) // _MICROSECOND  # exact: timedelta arithmetic is integral
-    return [record.id, micros, record.level, record.service, record.message, record.trace_id, record.attrs]
+
+def wire_row(record: LogRecord) -> WireRow:
+    """Return a record in its wire form (Level is a StrEnum: encoders write its text)."""
+    r = record
+    return [r.id, micros_of(r.timestamp), r.level, r.service, r.message, r.trace_id, r.attrs]
 
 
 def _default(value: object) -> object:
@@ -67,8 +68,8 @@ class RowPacker:
     def pack(self, record: LogRecord) -> bytes:
         """Return one record as an encoded row."""
         if self.json:
-            return orjson.dumps(_row(record), default=_default) + b","  # so that rows just concatenate
-        row: bytes = self._packer.pack(_row(record))
+            return orjson.dumps(wire_row(record), default=_default) + b","  # so that rows just concatenate
+        row: bytes = self._packer.pack(wire_row(record))
         return row
 
     def envelope(self, rows: Sequence[bytes], count: int | None = None) -> bytes:
@@ -85,37 +86,20 @@ def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[b
     return packer.envelope([packer.pack(r) for r in records]), packer.content_type
 
 
-# A record as it travels, checked: [id, ts, level, service, message, trace_id, attrs].
-WireRow = list[Any]
-
 # The times a datetime can hold, in microseconds since the epoch.
-_MIN_MICROS = (datetime(1, 1, 2, tzinfo=UTC) - _EPOCH) // _MICROSECOND
-_MAX_MICROS = (datetime(9999, 12, 30, tzinfo=UTC) - _EPOCH) // _MICROSECOND
-
-
-def wire_row(record: LogRecord) -> WireRow:
-    """Return a record in its wire form."""
-    return _row(record)
+_MIN_MICROS = micros_of(datetime(1, 1, 2, tzinfo=UTC))
+_MAX_MICROS = micros_of(datetime(9999, 12, 30, tzinfo=UTC))
 
 
 def record_of(row: WireRow) -> LogRecord:
     """Return the record of a checked wire row."""
     rid, micros, level, service, message, trace_id, attrs = row
-    return LogRecord(rid, _EPOCH + timedelta(0, 0, micros), _LEVELS[level], service, message, trace_id, attrs)
+    return LogRecord(rid, EPOCH + timedelta(0, 0, micros), _LEVELS[level], service, message, trace_id, attrs)
 
 
 def row_to_dict(row: WireRow) -> dict[str, Any]:
     """Return the JSON Lines shape of a wire row (as ``record_to_dict`` of its record)."""
-    rid, micros, level, service, message, trace_id, attrs = row
-    return {
-        "id": rid,
-        "timestamp": format_micros(micros),
-        "level": level,
-        "service": service,
-        "message": message,
-        "trace_id": trace_id,
-        "attrs": attrs,
-    }
+    return json_record(*row)
 
 
 def _check(row: object) -> WireRow:
@@ -168,7 +152,7 @@ def decode_rows(body: bytes, content_type: str | None, message_id: str | None = 
             return _envelope_rows(orjson.loads(body))
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
         raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
-    return [_row(decode_foreign(body, message_id))]
+    return [wire_row(decode_foreign(body, message_id))]
 
 
 def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:

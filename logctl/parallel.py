@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from logctl.codec import RowPacker
 from logctl.parsing import LineParser
-from logctl.records import Level, routing_key
+from logctl.records import routing_key
 from logctl.tailer import Source
 
 BLOCK_BYTES = 1 << 20
@@ -107,7 +107,6 @@ def parse_block(job: BlockJob) -> BlockResult:
     src = Source(job.service, job.max_line_bytes)
     src.start_parser(job.prefix, job.base + lead)
     packer = RowPacker(job.serializer)
-    keys: dict[tuple[str, Level], str] = {}
     rows: dict[str, tuple[bytearray, array[int]]] = {}
     # A slice at a time, packing as it goes: only a slice's records are ever held as objects.
     start = lead
@@ -117,10 +116,8 @@ def parse_block(job: BlockJob) -> BlockResult:
         src.parse_lines(data[start:cut], job.base + start)
         start = cut + 1
         for record, _end in src.ready:
-            lookup = (record.service, record.level)
-            key = keys.get(lookup)
-            if key is None:
-                key = keys[lookup] = routing_key(record.service, record.level)
+            key = routing_key(record.service, record.level)
+            if key not in rows:
                 rows[key] = (bytearray(), array("Q"))
             buf, ends = rows[key]
             buf += packer.pack(record)

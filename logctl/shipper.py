@@ -25,7 +25,7 @@ from logctl.codec import RowPacker, decode
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
-from logctl.records import Level, LogRecord, routing_key
+from logctl.records import LogRecord, routing_key
 from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
@@ -107,6 +107,11 @@ class Batch:
         self.created = created
         self.confirmed = False
 
+    def add_source(self, src: Source) -> None:
+        """Note that ``src`` has records here (once: its marks are checked when this is confirmed)."""
+        if not self.sources or self.sources[-1] is not src:
+            self.sources.append(src)
+
 
 class _Together:
     """The batches holding one parsed block's records: confirmed once all of them are."""
@@ -182,7 +187,6 @@ class Shipper:
         self.retired: list[FileSource] = []
         self.stdin: StdinSource | None = None
         self._batches: dict[str, Batch] = {}
-        self._keys: dict[tuple[str, Level], str] = {}
         self._packer = RowPacker(options.serializer)
         self._pool = BlockPool(options.workers) if options.workers > 0 else None
         self._stop: Callable[[], bool] = lambda: False
@@ -367,8 +371,7 @@ class Shipper:
                 batch.count += upto - taken
                 taken = upto
                 touched.append(batch)
-                if not batch.sources or batch.sources[-1] is not src:
-                    batch.sources.append(src)
+                batch.add_source(src)
                 if batch.count >= size:
                     self._send(batch)
         src.marks.append(Mark(result.rest_start, _Together(touched)))
@@ -390,10 +393,7 @@ class Shipper:
     # --- batching and confirms -------------------------------------------------------------
 
     def _add(self, record: LogRecord, end: int, src: Source) -> None:
-        lookup = (record.service, record.level)
-        key = self._keys.get(lookup)
-        if key is None:
-            key = self._keys[lookup] = routing_key(record.service, record.level)
+        key = routing_key(record.service, record.level)
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
@@ -404,7 +404,7 @@ class Shipper:
             marks[-1].end = end
         else:
             marks.append(Mark(end, batch))
-            batch.sources.append(src)
+            batch.add_source(src)
         if batch.count >= self.options.batch_size:
             self._send(batch)
 

@@ -337,7 +337,7 @@ class FileSource(Source):
     def read(self, max_bytes: int) -> int:
         if self.parser is None:
             return 0
-        data = os.read(self.fd, max_bytes)
+        data = self.read_raw(max_bytes)
         if not data:
             self.eof = True
             return 0

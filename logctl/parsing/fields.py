@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from logctl.records import Level
+from logctl.records import EPOCH, Level
 
 _LEVEL_WORDS: dict[str, Level] = {}
 for _level, _words in {
@@ -68,20 +68,17 @@ def level_from_http_status(status: int) -> Level:
     return Level.INFO
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def time_from_epoch(value: float) -> datetime | None:
     """Return the time of an epoch number in s, ms, us or ns (told apart by size)."""
     try:
         if value > 1e17:
-            return _EPOCH + timedelta(microseconds=value / 1000)
+            return EPOCH + timedelta(microseconds=value / 1000)
         if value > 1e14:
-            return _EPOCH + timedelta(microseconds=value)
+            return EPOCH + timedelta(microseconds=value)
         if value > 1e11:
-            return _EPOCH + timedelta(milliseconds=value)
+            return EPOCH + timedelta(milliseconds=value)
         if value > 0:
-            return _EPOCH + timedelta(seconds=value)
+            return EPOCH + timedelta(seconds=value)
     except OverflowError:
         return None
     return None

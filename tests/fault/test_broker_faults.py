@@ -11,13 +11,13 @@ from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
 from tests.conftest import Env
 from tests.fault.test_ship_faults import (
-    Writer,
     assert_exactly_once,
     sequence_numbers,
     start_ship,
     stop_ship,
     wait_caught_up,
 )
+from tests.numbered import NumberedWriter, numbered
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -26,7 +26,7 @@ def ship_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None:
     """A writer appends while ship follows; ``fault`` happens mid-way; then every line is counted."""
     log = tmp_path / "app.log"
     log.touch()
-    writer = Writer(log, rate_per_s=3000)
+    writer = NumberedWriter(log, rate_per_s=3000)
     writer.start()
     proc = start_ship(env, str(log))
     time.sleep(2)
@@ -69,7 +69,7 @@ def test_following_ship_started_while_the_broker_is_down_waits_for_it(
 
     own_env["LOGCTL_CONNECT_RETRIES"] = "0"
     log = tmp_path / "app.log"
-    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(500)))
+    log.write_text(numbered(0, 500))
     own_broker.stop()
     try:
         proc = start_ship(own_env, str(log))
@@ -78,7 +78,7 @@ def test_following_ship_started_while_the_broker_is_down_waits_for_it(
     finally:
         own_broker.start()
     with log.open("a") as fh:
-        fh.write("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(500, 800)))
+        fh.write(numbered(500, 800))
     wait_caught_up(own_env, log, timeout=90)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

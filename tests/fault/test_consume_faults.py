@@ -14,13 +14,14 @@ import pytest
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
 from tests.conftest import Env, run_logctl
+from tests.numbered import numbered
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 
-def numbered(path: Path, start: int, stop: int) -> None:
+def append_numbered(path: Path, start: int, stop: int) -> None:
     with path.open("a") as fh:
-        fh.write("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(start, stop)))
+        fh.write(numbered(start, stop))
 
 
 def start_consume(env: Env, db: Path, prefetch: int = 5) -> subprocess.Popen[bytes]:
@@ -58,7 +59,7 @@ def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: E
 
     total = 100_000
     log = tmp_path / "app.log"
-    numbered(log, 0, total)
+    append_numbered(log, 0, total)
     # Small messages (batch size 50), so there are many deliveries to be caught between commit and ack.
     result = run_logctl(["ship", "--no-follow", "--batch-size", "50", str(log)], env)
     assert result.returncode == 0, result.stderr
@@ -88,7 +89,7 @@ def test_consume_survives_a_broker_restart_and_keeps_acking(
     own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
 ) -> None:
     log = tmp_path / "app.log"
-    numbered(log, 0, 5000)
+    append_numbered(log, 0, 5000)
     assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
     db = tmp_path / "sink.db"
     proc = start_consume(own_env, db)
@@ -97,7 +98,7 @@ def test_consume_survives_a_broker_restart_and_keeps_acking(
         own_broker.stop()
         time.sleep(3)
         own_broker.start()
-        numbered(log, 5000, 8000)
+        append_numbered(log, 5000, 8000)
         assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
         wait_for_rows(db, 8000)
     finally:

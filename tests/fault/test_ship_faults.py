@@ -9,51 +9,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Env, run_logctl
+from tests.numbered import NumberedWriter, numbered
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
-
-
-class Writer(threading.Thread):
-    """Append numbered lines to a file until stopped; ``rotate`` and ``truncate`` on request."""
-
-    def __init__(self, path: Path, rate_per_s: int = 5000) -> None:
-        super().__init__(daemon=True)
-        self.path = path
-        self.delay = 100 / rate_per_s  # lines are written in bursts of 100
-        self.written = 0
-        self.halt = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        fh = self.path.open("a")
-        try:
-            while not self.halt.is_set():
-                with self.lock:
-                    if not self.path.exists():  # rotated away: reopen by name, as loggers do
-                        fh.close()
-                        fh = self.path.open("a")
-                    fh.write(
-                        "".join(
-                            f'seq={self.written + i} level=info msg="line {self.written + i}"\n' for i in range(100)
-                        )
-                    )
-                    fh.flush()
-                    self.written += 100
-                time.sleep(self.delay)
-        finally:
-            fh.close()
-
-    def stop(self) -> int:
-        self.halt.set()
-        self.join()
-        return self.written
 
 
 def start_ship(env: Env, *paths: str) -> subprocess.Popen[bytes]:
@@ -99,7 +63,7 @@ def wait_caught_up(env: Env, path: Path, timeout: float = 60) -> None:
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.touch()
-    writer = Writer(log)
+    writer = NumberedWriter(log)
     writer.start()
     rng = random.Random(1234)
     for _ in range(10):
@@ -117,7 +81,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(env: Env, tmp_path: 
 def test_rename_and_create_rotation_under_load(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.touch()
-    writer = Writer(log, rate_per_s=10000)
+    writer = NumberedWriter(log, rate_per_s=10000)
     writer.start()
     proc = start_ship(env, str(log))
     for n in range(3):
@@ -134,14 +98,14 @@ def test_rename_and_create_rotation_under_load(env: Env, tmp_path: Path) -> None
 
 def test_copytruncate_ships_old_and_new_content_once(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(3000)))
+    log.write_text(numbered(0, 3000))
     proc = start_ship(env, str(log))
     wait_caught_up(env, log)
     with log.open("r+") as fh:  # copytruncate: the copy is not followed, the original starts over
         fh.truncate(0)
     time.sleep(0.2)
     with log.open("a") as fh:
-        fh.write("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(3000, 3500)))
+        fh.write(numbered(3000, 3500))
     time.sleep(2.5)  # the rescan notices the shrink
     wait_caught_up(env, log)
     stop_ship(proc)
@@ -150,16 +114,16 @@ def test_copytruncate_ships_old_and_new_content_once(env: Env, tmp_path: Path) -
 
 def test_truncation_while_ship_is_stopped_restarts_at_zero(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(2000)))
+    log.write_text(numbered(0, 2000))
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
-    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(2000, 2100)))  # truncate + rewrite
+    log.write_text(numbered(2000, 2100))  # truncate + rewrite
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
     assert_exactly_once(sequence_numbers(env, tmp_path), 2100)
 
 
 def test_inode_reuse_with_other_content_is_a_new_file(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(1000)))
+    log.write_text(numbered(0, 1000))
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
     log.unlink()
     log.write_text("".join(f'seq={i} level=info msg="line {i}" other=1\n' for i in range(1000, 3000)))
@@ -169,11 +133,11 @@ def test_inode_reuse_with_other_content_is_a_new_file(env: Env, tmp_path: Path) 
 
 def test_file_deleted_while_read_and_glob_picks_up_new_files(env: Env, tmp_path: Path) -> None:
     first = tmp_path / "a.log"
-    first.write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(1000)))
+    first.write_text(numbered(0, 1000))
     proc = start_ship(env, str(tmp_path / "*.log"))
     time.sleep(2)
     first.unlink()
-    (tmp_path / "b.log").write_text("".join(f'seq={i} level=info msg="line {i}"\n' for i in range(1000, 1500)))
+    (tmp_path / "b.log").write_text(numbered(1000, 1500))
     time.sleep(3)
     wait_caught_up(env, tmp_path / "b.log")
     stop_ship(proc)
@@ -202,18 +166,14 @@ def test_50mb_line_invalid_utf8_and_binary_junk_arrive_without_losing_neighbours
     assert any('"logctl.invalid_utf8":true' in attrs for _, attrs in rows)
 
 
-def lines(start: int, stop: int) -> str:
-    return "".join(f'seq={i} level=info msg="line {i}"\n' for i in range(start, stop))
-
-
 def test_rotation_while_ship_is_stopped_finishes_the_rotated_file(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_text(lines(0, 1000))
+    log.write_text(numbered(0, 1000))
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
     with log.open("a") as fh:
-        fh.write(lines(1000, 1500))  # written after the checkpoint...
+        fh.write(numbered(1000, 1500))  # written after the checkpoint...
     log.rename(tmp_path / "app.log.1")  # ...then rotated away while ship is down
-    log.write_text(lines(1500, 1700))
+    log.write_text(numbered(1500, 1700))
     result = run_logctl(["ship", "--no-follow", str(log)], env)
     assert result.returncode == 0, result.stderr
     assert "rotated to" in result.stderr
@@ -222,11 +182,11 @@ def test_rotation_while_ship_is_stopped_finishes_the_rotated_file(env: Env, tmp_
 
 def test_from_end_skips_what_was_there_before_start(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
-    log.write_text(lines(-100, 0).replace("seq=-", "seq=old").replace("line -", "old "))
+    log.write_text(numbered(-100, 0).replace("seq=-", "seq=old").replace("line -", "old "))
     proc = start_ship(env, "--from-end", str(log))
     time.sleep(2)
     with log.open("a") as fh:
-        fh.write(lines(0, 300))
+        fh.write(numbered(0, 300))
     wait_caught_up(env, log)
     stop_ship(proc)
     assert_exactly_once(sequence_numbers(env, tmp_path), 300)
@@ -235,11 +195,11 @@ def test_from_end_skips_what_was_there_before_start(env: Env, tmp_path: Path) ->
 def test_ignore_older_and_exclude_leave_files_alone(env: Env, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "fresh.log").write_text(lines(0, 100))
-    (logs / "stale.log").write_text(lines(100, 200))
+    (logs / "fresh.log").write_text(numbered(0, 100))
+    (logs / "stale.log").write_text(numbered(100, 200))
     two_days_ago = time.time() - 2 * 86400
     os.utime(logs / "stale.log", (two_days_ago, two_days_ago))
-    (logs / "noisy.debug.log").write_text(lines(200, 300))
+    (logs / "noisy.debug.log").write_text(numbered(200, 300))
     result = run_logctl(
         ["ship", "--no-follow", "--ignore-older", "1d", "--exclude", "*.debug.log", str(logs / "*.log")], env
     )
@@ -249,7 +209,7 @@ def test_ignore_older_and_exclude_leave_files_alone(env: Env, tmp_path: Path) ->
 
 def test_symlinked_file_is_followed_to_its_target(env: Env, tmp_path: Path) -> None:
     real = tmp_path / "real.log"
-    real.write_text(lines(0, 250))
+    real.write_text(numbered(0, 250))
     link = tmp_path / "current.log"
     link.symlink_to(real)
     result = run_logctl(["ship", "--no-follow", str(link)], env)
@@ -268,7 +228,7 @@ def test_copytruncate_under_a_live_writer_with_copies_followed_ships_each_line_o
 
     log = tmp_path / "app.log"
     log.touch()
-    writer = Writer(log, rate_per_s=8000)
+    writer = NumberedWriter(log, rate_per_s=8000)
     writer.start()
     proc = start_ship(env, str(tmp_path / "app.log*"))
     for n in range(1, 4):

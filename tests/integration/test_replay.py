@@ -48,12 +48,7 @@ def dead_letters(env: Env) -> dict[str, str]:
     Afterwards b is declared again without TTL or length limit, so replayed messages stay.
     """
     qa, qb = env.queue("a"), env.queue("b")
-    assert (
-        run_logctl(
-            ["consume", "--queue", qa, "--bind", "a.*", "--exit-when-idle", "0.1s", "--sink", "stdout"], env
-        ).returncode
-        == 0
-    )
+    declare_consumer_queue(env, qa, "a.*")
     conn = connect()
     ch = conn.channel()
     ch.confirm_select()
@@ -80,6 +75,13 @@ def dead_letters(env: Env) -> dict[str, str]:
     assert depth(ch, dlq) == 10
     conn.close()
     return {"a": qa, "b": qb, "dlq": dlq}
+
+
+def declare_consumer_queue(env: Env, queue: str, pattern: str) -> None:
+    """Have logctl declare ``queue`` bound by ``pattern``, as consume makes it (quorum, dead-lettering)."""
+    args = ["consume", "--queue", queue, "--bind", pattern, "--exit-when-idle", "0.1s", "--sink", "stdout"]
+    result = run_logctl(args, env)
+    assert result.returncode == 0, result.stderr
 
 
 def test_dry_run_counts_by_origin_and_reason_and_moves_nothing(env: Env, dead_letters: dict[str, str]) -> None:
@@ -160,12 +162,7 @@ def test_loop_guard_and_messages_without_x_death_are_left_and_reported(env: Env,
 
 def test_replay_killed_midway_then_rerun_loses_nothing(env: Env) -> None:
     qa = env.queue("big")
-    assert (
-        run_logctl(
-            ["consume", "--queue", qa, "--bind", "big.*", "--exit-when-idle", "0.1s", "--sink", "stdout"], env
-        ).returncode
-        == 0
-    )
+    declare_consumer_queue(env, qa, "big.*")
     conn = connect()
     ch = conn.channel()
     ch.confirm_select()
