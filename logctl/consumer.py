@@ -29,10 +29,21 @@ class ConsumeStats:
     dead_lettered: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
+    last_settled: float | None = None  # when the last batch was acked
 
     @property
     def seconds(self) -> float:
         return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def records_per_s(self) -> float:
+        """Records over the time they took to store: from the start to the last ack.
+
+        Not over ``seconds``: a run that ends by ``--exit-when-idle`` waits out its idle
+        time after the last record, and that wait is no part of how fast it stored them.
+        """
+        end = self.last_settled if self.last_settled is not None else time.monotonic()
+        return self.records / max(end - self.started, 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,7 @@ def consume(
         stats.stored += stored
         stats.duplicates += written.records - stored
         stats.batches += 1
+        stats.last_settled = time.monotonic()
         on_batch(stats)
 
     with ThreadPoolExecutor(1, thread_name_prefix="logctl-sink") as writer:

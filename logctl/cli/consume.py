@@ -103,6 +103,6 @@ def _summary(stats: ConsumeStats) -> str:
             ("duplicates", stats.duplicates),
             ("dead_lettered", stats.dead_lettered),
             ("seconds", f"{stats.seconds:.2f}"),
-            ("records_per_s", f"{stats.records / stats.seconds:.0f}"),
+            ("records_per_s", f"{stats.records_per_s:.0f}"),
         )
     )

@@ -41,6 +41,9 @@ def test_100k_lines_arrive_exactly_once_and_reshipping_adds_nothing(env: Env, tm
     assert "lines=100000" in shipped.stderr
     consumed = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env)
     assert consumed.returncode == 0, consumed.stderr
+    # The rate is over the time to the last ack: the 2 s idle wait before exiting is not in it.
+    summary = dict(field.split("=") for field in consumed.stderr.split("consumed ")[1].split())
+    assert float(summary["seconds"]) - 100_000 / float(summary["records_per_s"]) > 1.0, summary
 
     got = rows(db)
     assert len(got) == 100_000
