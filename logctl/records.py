@@ -103,6 +103,7 @@ def micros_of(ts: datetime) -> int:
 
 
 _SECOND_TEXT: dict[int, str] = {}
+_MILLIS_TEXT = tuple(".%03dZ" % ms for ms in range(1000))  # noqa: UP031 - the suffix of each millisecond
 
 
 def format_micros(micros: int) -> str:
@@ -117,7 +118,7 @@ def format_micros(micros: int) -> str:
         if len(_SECOND_TEXT) >= 4096:
             _SECOND_TEXT.clear()
         text = _SECOND_TEXT[second] = (EPOCH + timedelta(0, second)).replace(tzinfo=None).isoformat()
-    return "%s.%03dZ" % (text, fraction // 1000)  # noqa: UP031 - cheaper than an f-string
+    return text + _MILLIS_TEXT[fraction // 1000]  # half the cost of formatting the suffix
 
 
 def format_timestamp(ts: datetime) -> str:

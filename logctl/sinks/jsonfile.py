@@ -11,8 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from logctl.codec import WireRow, row_to_dict
+from logctl.codec import WireRow
 from logctl.errors import PermissionDenied
+from logctl.records import json_record
 
 
 def _existing_ids(path: Path) -> set[str]:
@@ -48,21 +49,27 @@ class JsonFileSink:
 
     def write(self, rows: list[WireRow]) -> int:
         seen = self._seen
+        ids = [r[0] for r in rows]
+        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+            new_rows = rows  # the usual batch: no duplicates, found by set operations in C
+            seen.update(ids)
+        else:
+            new_rows = []
+            for r in rows:
+                if r[0] not in seen:
+                    seen.add(r[0])
+                    new_rows.append(r)
         # One growing buffer: a list of 100,000 small orjson results costs ~4 KiB each.
         data = bytearray()
-        count = 0
-        for r in rows:
-            rid = r[0]
-            if rid not in seen:
-                seen.add(rid)
-                data += orjson.dumps(row_to_dict(r), default=str, option=orjson.OPT_APPEND_NEWLINE)
-                count += 1
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        for r in new_rows:
+            data += dumps(json_record(*r), default=str, option=newline)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
-        if count:
+        if new_rows:
             os.fsync(self._fd)
-        return count
+        return len(new_rows)
 
     def close(self) -> None:
         os.close(self._fd)
