@@ -265,14 +265,21 @@ def _build_ruby(m: re.Match[str]) -> Parsed | None:
 
 
 _LEVEL_WORD = r"TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|PANIC|FINE|ALERT|EMERG"
+# The first letters of those words, either case: a lookahead on them spares the regex trying
+# every word at every word of a line (a quarter of the match time of a Python logging line).
+_INITIALS = "".join(sorted({word[0] for word in _LEVEL_WORD.split("|")}))
+_LEVEL_INITIAL = f"(?=[{_INITIALS}{_INITIALS.lower()}])"
 _TS = (
     r"(?P<ts>\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d))?"
     r"|(?P<clock>\d\d:\d\d:\d\d[.,]\d+))"
 )
 # Timestamp first, level among the next few words: Python logging, logback/log4j, Spring Boot, Go.
+_ANY_CASE_LEVEL = f"{_LEVEL_INITIAL}(?P<level>{_LEVEL_WORD}|(?i:{_LEVEL_WORD}))"
 _TS_LEVEL = re.compile(
-    _TS + r"\s+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?(?P<level>" + _LEVEL_WORD + r"|(?i:" + _LEVEL_WORD + r"))"
-    r"\]?(?::|\s|$)\s*(?:[-|]\s+)?(?P<msg>.*)",
+    _TS
+    + r"\s+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?"
+    + _ANY_CASE_LEVEL
+    + r"\]?(?::|\s|$)\s*(?:[-|]\s+)?(?P<msg>.*)",
     re.DOTALL,
 )
 # Timestamp and message, no level word.
