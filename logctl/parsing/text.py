@@ -103,17 +103,37 @@ def _syslog_attrs(match: re.Match[str], *keys: str) -> dict[str, object]:
     return attrs
 
 
-def _pri(match: re.Match[str], attrs: dict[str, object]) -> Level | None:
-    pri = match.group("pri")
-    if pri is None or int(pri) > 191:
+def _check_groups(regex: re.Pattern[str], *names: str) -> None:
+    """Check that the groups of ``regex`` are ``names``, in order.
+
+    The hot builders unpack ``match.groups()`` (one call) instead of fetching groups by
+    name (one lookup each); this fails at import if an edit of the regex moved a group.
+    """
+    if tuple(regex.groupindex) != names or regex.groups != len(names):
+        raise AssertionError(f"{regex.pattern[:40]}: groups are not {names}")
+
+
+# Facility and severity of each PRI value as written (0..191).
+_PRI = {str(pri): (pri >> 3, SYSLOG_SEVERITY[pri & 7]) for pri in range(192)}
+
+
+def _pri(pri: str | None, attrs: dict[str, object]) -> Level | None:
+    """Return the severity of a PRI value and put its facility in attrs; None if it is no PRI."""
+    if pri is None:
         return None
-    attrs["facility"] = int(pri) >> 3
-    return SYSLOG_SEVERITY[int(pri) & 7]
+    known = _PRI.get(pri)
+    if known is None:  # leading zeros, or out of range
+        number = int(pri)
+        if number > 191:
+            return None
+        known = (number >> 3, SYSLOG_SEVERITY[number & 7])
+    attrs["facility"] = known[0]
+    return known[1]
 
 
 def _build_5424(m: re.Match[str]) -> Parsed | None:
     attrs = _syslog_attrs(m, "host", "proc", "msgid", "sd")
-    level = _pri(m, attrs)
+    level = _pri(m.group("pri"), attrs)
     if level is None:
         return None
     msg = m.group("msg")
@@ -122,14 +142,17 @@ def _build_5424(m: re.Match[str]) -> Parsed | None:
     return Parsed(msg, level, time_from_iso(m.group("ts")), _nil(m.group("app")), None, attrs)
 
 
+_check_groups(_RFC3164, "pri", "mon", "day", "clock", "host", "app", "pid", "msg")
+
+
 def _build_3164(m: re.Match[str]) -> Parsed | None:
-    host, pid, mon, day, clock, msg, app = m.group("host", "pid", "mon", "day", "clock", "msg", "app")
+    pri, mon, day, clock, host, app, pid, msg = m.groups()
     attrs: dict[str, object] = {}
     if host != "-":
         attrs["host"] = host
     if pid is not None:
         attrs["pid"] = pid
-    level = _pri(m, attrs)
+    level = _pri(pri, attrs)
     return Parsed(msg, level, _time_without_year(mon, day, clock), app, None, attrs)
 
 
@@ -149,20 +172,34 @@ _ACCESS = re.compile(
 )
 
 
+_check_groups(
+    _ACCESS,
+    *("client", "ident", "user", "day", "mon", "year", "clock", "tz", "request", "status", "bytes"),
+    *("referer", "agent", "rest"),
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_clf(day: str, month: str, year: str, clock: str, tz: str) -> datetime | None:
+    """Return the UTC time of a common-log-format stamp (``27/Nov/2026:11:32:10 +0000``)."""
+    return _time_dmy(day, month, year, clock, f"{tz[:3]}:{tz[3:]}")
+
+
 def _build_access(m: re.Match[str]) -> Parsed | None:
-    day, mon, year, clock, tz = m.group("day", "mon", "year", "clock", "tz")
-    code, size, rest = m.group("status", "bytes", "rest")
+    client, _ident, user, day, mon, year, clock, tz, request, code, size, referer, agent, rest = m.groups()
     status = int(code)
-    ts = _time_dmy(day, mon, year, clock, f"{tz[:3]}:{tz[3:]}")
-    attrs: dict[str, object] = {"client": m.group("client"), "status": status, "request": m.group("request")}
+    attrs: dict[str, object] = {"client": client, "status": status, "request": request}
     if size != "-":
         attrs["bytes"] = int(size)
-    for key, value in zip(("user", "referer", "agent"), m.group("user", "referer", "agent"), strict=True):
-        if value and value != "-":
-            attrs[key] = value
+    if user != "-":
+        attrs["user"] = user
+    if referer and referer != "-":
+        attrs["referer"] = referer
+    if agent and agent != "-":
+        attrs["agent"] = agent
     if rest and not rest.isspace():
         attrs["extra"] = rest.strip()
-    return Parsed(m.group(0), level_from_http_status(status), ts, None, None, attrs)
+    return Parsed(m.group(0), level_from_http_status(status), _time_clf(day, mon, year, clock, tz), None, None, attrs)
 
 
 _NGINX_ERROR = re.compile(
@@ -293,15 +330,18 @@ _LOGGER_AFTER = re.compile(r"(?P<logger>[\w$]+(?:\.[\w$]+)+)\s*(?:-|:)\s+(?P<msg
 _SPRING = re.compile(r"(?P<pid>\d+) --- \[\s*(?P<thread>[^\]]*)\] (?P<logger>\S+)\s+: (?P<msg>.*)", re.DOTALL)
 
 
-def _text_time(m: re.Match[str]) -> datetime | None:
-    if m.group("ts"):
-        return time_from_iso(m.group("ts").replace("/", "-").replace(" Z", "Z"))
-    return _time_of_day(m.group("clock"))
+def _text_time(ts: str | None, clock: str | None) -> datetime | None:
+    if ts:
+        if "/" in ts or " Z" in ts:
+            ts = ts.replace("/", "-").replace(" Z", "Z")
+        return time_from_iso(ts)
+    assert clock is not None  # the regex matched one of the two
+    return _time_of_day(clock)
 
 
 def _split_logger(msg: str, attrs: dict[str, object]) -> str:
     """Move a leading ``pid --- [thread] logger :`` or ``com.example.Class -`` into attrs."""
-    spring = _SPRING.match(msg)
+    spring = _SPRING.match(msg) if " --- [" in msg else None
     if spring:
         attrs.update(pid=int(spring.group("pid")), thread=spring.group("thread"), logger=spring.group("logger"))
         return spring.group("msg")
@@ -312,20 +352,24 @@ def _split_logger(msg: str, attrs: dict[str, object]) -> str:
     return msg
 
 
+_check_groups(_TS_LEVEL, "ts", "clock", "pre", "level", "msg")
+
+
 def _build_ts_level(m: re.Match[str]) -> Parsed | None:
+    ts, clock, pre, word, msg = m.groups()
     attrs: dict[str, object] = {}
-    pre = m.group("pre").strip(" -|:")
+    pre = pre.strip(" -|:")
     if pre:
         if pre.startswith("[") and pre.endswith("]"):
             attrs["thread"] = pre[1:-1]
         else:
             attrs["logger"] = pre.strip(" -")
-    msg = _split_logger(m.group("msg"), attrs)
-    return Parsed(msg, level_from_word(m.group("level")), _text_time(m), None, None, attrs)
+    msg = _split_logger(msg, attrs)
+    return Parsed(msg, level_from_word(word), _text_time(ts, clock), None, None, attrs)
 
 
 def _build_ts_only(m: re.Match[str]) -> Parsed | None:
-    ts = _text_time(m)
+    ts = _text_time(m.group("ts"), m.group("clock"))
     return None if ts is None else Parsed(m.group("msg"), None, ts, None, None, {})
 
 
