@@ -225,47 +225,83 @@ def _roles_of(obj: dict[str, Any]) -> dict[str, tuple[int, str]]:
     return found
 
 
+# Keys under which a record's level, service or trace id may be nested (ECS, GCP, pino).
+_NESTING_KEYS = frozenset(("log", "service", "serviceContext", "trace", "name"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Which key holds each role in objects with a given set of keys (in order)."""
+
+    level: str | None
+    time: str | None
+    service: str | None
+    trace: str | None
+    message: str | None
+    nesting: bool  # whether a nested level, service or trace id must be looked for
+
+
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+
+
+def _plan_of(obj: dict[str, Any]) -> _Plan:
+    """Return the roles of the keys of ``obj``, worked out once per key set: a logger
+    writes the same keys on every line."""
+    keys = tuple(obj)
+    plan = _PLANS.get(keys)
+    if plan is None:
+        found = _roles_of(obj)
+        roles = {role: key for role, (_rank, key) in found.items()}
+        plan = _Plan(
+            roles.get("level"),
+            roles.get("time"),
+            roles.get("service"),
+            roles.get("trace"),
+            roles.get("message"),
+            not _NESTING_KEYS.isdisjoint(keys),
+        )
+        if len(_PLANS) >= 4096:
+            _PLANS.clear()
+        _PLANS[keys] = plan
+    return plan
+
+
 def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     """Map the fields of a structured line (JSON or logfmt) to a record; ``obj`` is consumed.
 
     A value that does not convert (a level of ``"banana"``) stays in attrs.
     """
-    found = _roles_of(obj)
+    plan = _plan_of(obj)
     level = timestamp = service = trace_id = message = None
-    if "level" in found:
-        key = found["level"][1]
-        level = level_from_value(obj[key])
+    if plan.level is not None:
+        level = level_from_value(obj[plan.level])
         if level is not None:
-            del obj[key]
-    elif isinstance(obj.get("log"), dict):
+            del obj[plan.level]
+    elif plan.nesting and isinstance(obj.get("log"), dict):
         level = level_from_value(_take_nested(obj, "log", "level"))
-    if "time" in found:
-        key = found["time"][1]
-        timestamp = time_from_value(obj[key])
+    if plan.time is not None:
+        timestamp = time_from_value(obj[plan.time])
         if timestamp is not None:
-            del obj[key]
-    if "service" in found:
-        key = found["service"][1]
-        value = obj[key]
+            del obj[plan.time]
+    if plan.service is not None:
+        value = obj[plan.service]
         if isinstance(value, str) and value:
             service = value
-            del obj[key]
-    if service is None:
+            del obj[plan.service]
+    if service is None and plan.nesting:
         service = _nested_service(obj)
-    if "trace" in found:
-        key = found["trace"][1]
-        trace_id = trace_from_value(key, obj[key])
+    if plan.trace is not None:
+        trace_id = trace_from_value(plan.trace, obj[plan.trace])
         if trace_id is not None:
-            del obj[key]
-    if trace_id is None and isinstance(obj.get("trace"), dict):
+            del obj[plan.trace]
+    if trace_id is None and plan.nesting and isinstance(obj.get("trace"), dict):
         nested = _take_nested(obj, "trace", "id")
         trace_id = str(nested) if nested is not None else None
-    if "message" in found:
-        key = found["message"][1]
-        value = obj[key]
+    if plan.message is not None:
+        value = obj[plan.message]
         if isinstance(value, str):
             message = value
-            del obj[key]
+            del obj[plan.message]
     return Parsed(raw if message is None else message, level, timestamp, service, trace_id, obj)
 
 
