@@ -77,7 +77,7 @@ class Settings:
     exchange: str = "logs"
     state_dir: Path = Path("~/.local/state/logctl")
     serializer: str = "msgpack"
-    batch_size: int = 1000
+    batch_size: int = 2048
     linger_ms: int = 200
     max_in_flight: int = 16
     prefetch: int = 100

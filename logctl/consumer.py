@@ -52,7 +52,7 @@ class ConsumeOptions:
 
     queue: str
     patterns: tuple[str, ...] = ()  # extra bindings; a queue declared anew gets "#" if empty
-    batch_size: int = 1000
+    batch_size: int = 2048
     linger_s: float = 0.2
     prefetch: int = 100
     exit_when_idle: float | None = None

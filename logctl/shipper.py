@@ -10,6 +10,7 @@ byte offset) let the sinks drop what arrives twice.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fnmatch
 import glob
@@ -33,6 +34,12 @@ from logctl.watch import Watcher, expand
 Notify = Callable[[str], None]
 
 
+# A batch is sent once it holds this many bytes, whatever its record count: RabbitMQ refuses
+# messages over its max_message_size (128 MiB by default), and 1,000 lines of 1 MiB would
+# make one batch of a gigabyte that no retry could ever publish.
+MAX_BATCH_BYTES = 4 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class ShipOptions:
     """What to ship and how."""
@@ -40,7 +47,7 @@ class ShipOptions:
     paths: tuple[str, ...]
     follow: bool = True
     service: str | None = None
-    batch_size: int = 1000
+    batch_size: int = 2048
     linger_s: float = 0.2
     serializer: str = "msgpack"
     from_end: bool = False
@@ -97,12 +104,13 @@ class _Copyable:
 class Batch:
     """Records of one routing key (as encoded rows) on their way; ``confirmed`` once the broker said so."""
 
-    __slots__ = ("confirmed", "count", "created", "key", "rows", "sources")
+    __slots__ = ("bytes", "confirmed", "count", "created", "key", "rows", "sources")
 
     def __init__(self, key: str, created: float) -> None:
         self.key = key
         self.rows: list[bytes] = []  # encoded rows; an item may hold several rows back to back
         self.count = 0  # rows in ``rows``
+        self.bytes = 0  # their encoded size
         self.sources: list[Source] = []
         self.created = created
         self.confirmed = False
@@ -366,13 +374,17 @@ class Shipper:
                 batch = self._batches.get(key)
                 if batch is None:
                     batch = self._batches[key] = Batch(key, time.monotonic())
-                upto = min(len(ends), taken + size - batch.count)
-                batch.rows.append(buf[ends[taken - 1] if taken else 0 : ends[upto - 1]])
+                start = ends[taken - 1] if taken else 0
+                # Up to the batch's record count, or through the row that fills its bytes.
+                full = bisect.bisect_left(ends, start + MAX_BATCH_BYTES - batch.bytes, taken) + 1
+                upto = min(len(ends), taken + size - batch.count, full)
+                batch.rows.append(buf[start : ends[upto - 1]])
                 batch.count += upto - taken
+                batch.bytes += ends[upto - 1] - start
                 taken = upto
                 touched.append(batch)
                 batch.add_source(src)
-                if batch.count >= size:
+                if batch.count >= size or batch.bytes >= MAX_BATCH_BYTES:
                     self._send(batch)
         src.marks.append(Mark(result.rest_start, _Together(touched)))
         self._advance(src)  # in case every batch was confirmed while the rest were still being sent
@@ -397,15 +409,17 @@ class Shipper:
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
-        batch.rows.append(self._packer.pack(record))
+        row = self._packer.pack(record)
+        batch.rows.append(row)
         batch.count += 1
+        batch.bytes += len(row)
         marks = src.marks
         if marks and marks[-1].batch is batch:
             marks[-1].end = end
         else:
             marks.append(Mark(end, batch))
             batch.add_source(src)
-        if batch.count >= self.options.batch_size:
+        if batch.count >= self.options.batch_size or batch.bytes >= MAX_BATCH_BYTES:
             self._send(batch)
 
     def _send(self, batch: Batch) -> None:

@@ -47,7 +47,7 @@ def consume_cmd(
     prefetch: Annotated[
         int | None, typer.Option(help="Unacked messages held at once (env LOGCTL_PREFETCH) [default: 100]")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Records per sink commit [default: 1000]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per sink commit [default: 2048]")] = None,
     linger_ms: Annotated[int | None, typer.Option(help="Commit a partial batch after this long [default: 200]")] = None,
     exit_when_idle: Annotated[
         str | None, typer.Option(help="Stop once the queue stayed empty this long (e.g. 5s)")

@@ -43,7 +43,8 @@ def ship_cmd(
     status: Annotated[bool, typer.Option("--status", help="List known files, their confirmed offsets and lag")] = False,
     service: Annotated[str | None, typer.Option(help="Service for records that name none [default: file stem]")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Records per message (env LOGCTL_BATCH_SIZE) [default: 1000]")
+        int | None,
+        typer.Option(help="Records per message, which also stops at 4 MiB (env LOGCTL_BATCH_SIZE) [default: 2048]"),
     ] = None,
     linger_ms: Annotated[int | None, typer.Option(help="Send a partial batch after this long [default: 200]")] = None,
     max_in_flight: Annotated[int | None, typer.Option(help="Unconfirmed messages at once [default: 16]")] = None,

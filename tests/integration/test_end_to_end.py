@@ -5,8 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import amqp
 import pytest
 
+from logctl.codec import decode
+from logctl.shipper import MAX_BATCH_BYTES
 from tests.conftest import Env, run_logctl
 
 pytestmark = pytest.mark.integration
@@ -107,3 +110,30 @@ def test_records_published_before_any_consumer_queue_are_kept_not_dropped(env: E
     )
     assert consumed.returncode == 0, consumed.stderr
     assert len(rows(db)) == 50
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_batches_of_long_lines_stop_at_a_size_not_only_at_a_count(env: Env, tmp_path: Path, workers: str) -> None:
+    """40 lines of 300 KiB: by count alone they would travel as one 12 MiB message
+    (and 1,000 lines of 1 MiB as one the broker refuses); each batch stops near 4 MiB."""
+    log = tmp_path / "long.log"
+    line_bytes = 300 << 10
+    with log.open("w") as fh:
+        for i in range(40):
+            fh.write(f"2026-11-27 11:32:10,123 - app - INFO - line {i} " + "x" * line_bytes + "\n")
+    shipped = run_logctl(["ship", "--no-follow", "--workers", workers, str(log)], env)
+    assert shipped.returncode == 0, shipped.stderr
+
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    conn.connect()
+    try:
+        ch = conn.channel()
+        sizes, messages = [], []
+        while (msg := ch.basic_get(f"{env.exchange}.default", no_ack=True)) is not None:
+            sizes.append(len(msg.body))
+            messages.extend(r.message for r in decode(msg.body, msg.content_type))
+    finally:
+        conn.close()
+    assert sorted(messages) == sorted(f"line {i} " + "x" * line_bytes for i in range(40))
+    assert len(sizes) >= 3, sizes
+    assert max(sizes) <= MAX_BATCH_BYTES + line_bytes + 1024, sizes
