@@ -59,16 +59,18 @@ def run_logctl(args: list[str], env: dict[str, str], **kw: object) -> tuple[str,
         [sys.executable, "-m", "logctl", *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, **kw
     )  # type: ignore[call-overload]
     peak = [0.0]
+    exited = threading.Event()
 
     def sample() -> None:
-        while proc.poll() is None:
+        # Not proc.poll(): it would reap the process before os.wait4 below could.
+        while not exited.wait(0.02):
             peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
-            time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     _pid, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
+    exited.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     sampler.join()
     stderr = proc.stderr.read().decode() if proc.stderr else ""
