@@ -77,7 +77,8 @@ class Settings:
     exchange: str = "logs"
     state_dir: Path = Path("~/.local/state/logctl")
     serializer: str = "msgpack"
-    batch_size: int = 2048
+    batch_size: int = 2048  # ship: records per message
+    consume_batch_size: int = 8192  # consume: records per sink commit (each commit is an fsync)
     linger_ms: int = 200
     max_in_flight: int = 16
     prefetch: int = 100
@@ -112,6 +113,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "state_dir": lambda raw: Path(str(raw)).expanduser(),
     "serializer": _serializer,
     "batch_size": _positive_int,
+    "consume_batch_size": _positive_int,
     "linger_ms": lambda raw: max(0, int(str(raw))),
     "max_in_flight": _positive_int,
     "prefetch": _positive_int,

@@ -52,7 +52,7 @@ class ConsumeOptions:
 
     queue: str
     patterns: tuple[str, ...] = ()  # extra bindings; a queue declared anew gets "#" if empty
-    batch_size: int = 2048
+    batch_size: int = 8192
     linger_s: float = 0.2
     prefetch: int = 100
     exit_when_idle: float | None = None
@@ -75,12 +75,15 @@ def _decode_batch(deliveries: list[Delivery], reader: QueueReader, stats: Consum
 
 
 def _collect(reader: QueueReader, options: ConsumeOptions, stop: Callable[[], bool]) -> list[Delivery]:
-    """Gather deliveries until about ``batch_size`` records or ``linger_s`` after the first arrived."""
-    batch = reader.fetch(options.prefetch, timeout=min(options.linger_s, 0.5) if options.linger_s else 0.5)
-    if not batch:
-        return batch
-    deadline = time.monotonic() + options.linger_s
-    records = sum(int(d.headers.get("x-logctl-count", 1)) for d in batch)
+    """Gather deliveries until ``batch_size`` records or ``linger_s`` after the first arrived.
+
+    Deliveries past ``batch_size`` records go back to the reader for the next batch: the
+    whole prefetch window may be waiting, and a batch of all of it would hold prefetch
+    times the records of a message in memory at once.
+    """
+    batch: list[Delivery] = []
+    records = 0
+    deadline = time.monotonic() + (min(options.linger_s, 0.5) if options.linger_s else 0.5)
     while records < options.batch_size and len(batch) < options.prefetch and not stop():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -88,8 +91,14 @@ def _collect(reader: QueueReader, options: ConsumeOptions, stop: Callable[[], bo
         more = reader.fetch(options.prefetch - len(batch), remaining)
         if not more:
             break
-        batch.extend(more)
-        records += sum(int(d.headers.get("x-logctl-count", 1)) for d in more)
+        if not batch:  # the first arrived: wait at most linger_s for more
+            deadline = time.monotonic() + options.linger_s
+        for taken, delivery in enumerate(more, 1):
+            batch.append(delivery)
+            records += int(delivery.headers.get("x-logctl-count", 1))
+            if records >= options.batch_size:
+                reader.give_back(more[taken:])
+                break
     return batch
 
 
@@ -151,6 +160,7 @@ def consume(
                 if pending is not None:
                     settle(pending)
                     pending = None
+                    last_activity = time.monotonic()  # idle from the last ack on, not from a slow write's start
                 if options.exit_when_idle is not None and time.monotonic() - last_activity >= options.exit_when_idle:
                     break
             except BrokerUnreachable as exc:

@@ -47,7 +47,9 @@ def consume_cmd(
     prefetch: Annotated[
         int | None, typer.Option(help="Unacked messages held at once (env LOGCTL_PREFETCH) [default: 100]")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Records per sink commit [default: 2048]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Records per sink commit (env LOGCTL_CONSUME_BATCH_SIZE) [default: 8192]")
+    ] = None,
     linger_ms: Annotated[int | None, typer.Option(help="Commit a partial batch after this long [default: 200]")] = None,
     exit_when_idle: Annotated[
         str | None, typer.Option(help="Stop once the queue stayed empty this long (e.g. 5s)")
@@ -69,7 +71,7 @@ def consume_cmd(
         exchange=exchange,
         state_dir=state_dir,
         prefetch=prefetch,
-        batch_size=batch_size,
+        consume_batch_size=batch_size,
         linger_ms=linger_ms,
     )
     queue_name = queue or default_queue_name(settings)
@@ -78,7 +80,7 @@ def consume_cmd(
     options = ConsumeOptions(
         queue=queue_name,
         patterns=tuple(bind or ()),
-        batch_size=settings.batch_size,
+        batch_size=settings.consume_batch_size,
         linger_s=settings.linger_ms / 1000,
         prefetch=settings.prefetch,
         exit_when_idle=parse_duration(exit_when_idle, "--exit-when-idle") if exit_when_idle else None,

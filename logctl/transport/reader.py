@@ -8,6 +8,8 @@ from typing import Any
 
 from logctl.transport.connection import Broker, Delivery, translated
 
+_ALREADY_ARRIVED = 0.001  # seconds a drain waits when it only takes what is on the wire
+
 
 def _delivery(message: Any) -> Delivery:
     info = message.delivery_info
@@ -46,18 +48,29 @@ class QueueReader:
         self._buffer.append(_delivery(message))
 
     def fetch(self, max_count: int, timeout: float) -> list[Delivery]:
-        """Return up to ``max_count`` deliveries, waiting at most ``timeout`` seconds for the first."""
+        """Return up to ``max_count`` deliveries: wait at most ``timeout`` for the first, then
+        take only what has already arrived.
+
+        It never waits for the rest: with the prefetch window full of unacked deliveries
+        the broker sends nothing more, and waiting for it would stall every batch.
+        """
         deadline = time.monotonic() + timeout
         buffer = self._buffer
         with translated(self.broker.settings.url):
-            while len(buffer) < max_count:
+            while not buffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if not self.broker.drain(remaining) and buffer:
-                    break
+                self.broker.drain(remaining)
+            if timeout > 0:
+                while len(buffer) < max_count and self.broker.drain(_ALREADY_ARRIVED):
+                    pass
         count = min(max_count, len(buffer))
         return [buffer.popleft() for _ in range(count)]
+
+    def give_back(self, deliveries: list[Delivery]) -> None:
+        """Return deliveries taken by ``fetch`` but not used: the next fetch returns them first."""
+        self._buffer.extendleft(reversed(deliveries))
 
     def ack(self, delivery_tag: int, multiple: bool = False) -> None:
         """Acknowledge one delivery, or with ``multiple`` every one up to it."""

@@ -9,7 +9,11 @@ import amqp
 import pytest
 
 from logctl.codec import decode
+from logctl.config import resolve
+from logctl.consumer import ConsumeOptions, ConsumeStats, consume
 from logctl.shipper import MAX_BATCH_BYTES
+from logctl.sinks import open_sink
+from logctl.transport import Broker, default_queue_name, topology_of
 from tests.conftest import Env, run_logctl
 
 pytestmark = pytest.mark.integration
@@ -137,3 +141,29 @@ def test_batches_of_long_lines_stop_at_a_size_not_only_at_a_count(env: Env, tmp_
     assert sorted(messages) == sorted(f"line {i} " + "x" * line_bytes for i in range(40))
     assert len(sizes) >= 3, sizes
     assert max(sizes) <= MAX_BATCH_BYTES + line_bytes + 1024, sizes
+
+
+def test_a_sink_write_holds_batch_size_records_however_full_the_prefetch_window(env: Env, tmp_path: Path) -> None:
+    """50 messages of 100 records wait in the prefetch window; each write takes 300 of them."""
+    log = tmp_path / "mixed.log"
+    write_mixed(log, 5_000)
+    assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], env).returncode == 0
+
+    settings = resolve({}, env, None)
+    per_batch: list[int] = []
+
+    def on_batch(stats: ConsumeStats) -> None:
+        per_batch.append(stats.records - sum(per_batch))
+
+    sink = open_sink(f"sqlite:///{tmp_path / 'out.db'}")
+    queue = default_queue_name(settings)
+    assert queue is not None
+    options = ConsumeOptions(queue, batch_size=300, prefetch=50, exit_when_idle=1.0)
+    try:
+        with Broker(settings, lambda _message: None) as broker:
+            stats = consume(broker, topology_of(settings), sink, options, on_batch=on_batch)
+    finally:
+        sink.close()
+    assert stats.stored == 5_000 and sum(per_batch) == 5_000
+    assert max(per_batch) == 300, per_batch
+    assert len(rows(tmp_path / "out.db")) == 5_000
