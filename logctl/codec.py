@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -21,23 +21,12 @@ import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
-from logctl.records import EPOCH, Level, LogRecord, json_record, micros_of
+from logctl.records import LEVEL_OF_NAME, LogRecord, WireRow, json_record, micros_of, record_of, wire_row
 
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
 JSON_TYPE = "application/vnd.logctl.batch+json"
 FOREIGN_SERVICE = "external"
-
-_LEVELS = {lvl.value: lvl for lvl in Level}
-
-# A record as it travels, checked: [id, ts, level, service, message, trace_id, attrs].
-WireRow = list[Any]
-
-
-def wire_row(record: LogRecord) -> WireRow:
-    """Return a record in its wire form (Level is a StrEnum: encoders write its text)."""
-    r = record
-    return [r.id, micros_of(r.timestamp), r.level, r.service, r.message, r.trace_id, r.attrs]
 
 
 def _default(value: object) -> object:
@@ -65,12 +54,12 @@ class RowPacker:
         # Everything of the msgpack envelope before the records' array header.
         self._head: bytes = msgpack.packb({"v": VERSION, "records": []})[:-1]
 
-    def pack(self, record: LogRecord) -> bytes:
-        """Return one record as an encoded row."""
+    def pack(self, row: WireRow) -> bytes:
+        """Return one wire row encoded."""
         if self.json:
-            return orjson.dumps(wire_row(record), default=_default) + b","  # so that rows just concatenate
-        row: bytes = self._packer.pack(wire_row(record))
-        return row
+            return orjson.dumps(row, default=_default) + b","  # so that rows just concatenate
+        packed: bytes = self._packer.pack(row)
+        return packed
 
     def envelope(self, rows: Sequence[bytes], count: int | None = None) -> bytes:
         """Return the body of a batch of encoded rows (``count`` of them, when items hold several)."""
@@ -83,18 +72,12 @@ class RowPacker:
 def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[bytes, str]:
     """Return (body, content_type) of one batch of records."""
     packer = RowPacker(serializer)
-    return packer.envelope([packer.pack(r) for r in records]), packer.content_type
+    return packer.envelope([packer.pack(wire_row(r)) for r in records]), packer.content_type
 
 
 # The times a datetime can hold, in microseconds since the epoch.
 _MIN_MICROS = micros_of(datetime(1, 1, 2, tzinfo=UTC))
 _MAX_MICROS = micros_of(datetime(9999, 12, 30, tzinfo=UTC))
-
-
-def record_of(row: WireRow) -> LogRecord:
-    """Return the record of a checked wire row."""
-    rid, micros, level, service, message, trace_id, attrs = row
-    return LogRecord(rid, EPOCH + timedelta(0, 0, micros), _LEVELS[level], service, message, trace_id, attrs)
 
 
 def row_to_dict(row: WireRow) -> dict[str, Any]:
@@ -107,7 +90,7 @@ def _check(row: object) -> WireRow:
     if type(row) is not list or len(row) != 7:
         raise BadInput("record is not a 7-element array")
     rid, micros, level, service, message, trace_id, attrs = row
-    if type(rid) is not str or type(micros) is not int or level not in _LEVELS:
+    if type(rid) is not str or type(micros) is not int or level not in LEVEL_OF_NAME:
         raise BadInput("record has a bad id, timestamp or level")
     if type(service) is not str or type(message) is not str or type(attrs) is not dict:
         raise BadInput("record has a bad service, message or attrs")
@@ -124,8 +107,8 @@ def _envelope_rows(envelope: object) -> list[WireRow]:
     return [_check(row) for row in envelope["records"]]
 
 
-def decode_foreign(body: bytes, message_id: str | None = None) -> LogRecord:
-    """Return the one record of a body another tool published (plain text or JSON).
+def decode_foreign(body: bytes, message_id: str | None = None) -> WireRow:
+    """Return the one record (as a row) of a body another tool published (plain text or JSON).
 
     Its id comes from the AMQP message id when there is one, else from the body, so a
     redelivery of the same message is still recognised as a duplicate.
@@ -138,9 +121,9 @@ def decode_foreign(body: bytes, message_id: str | None = None) -> LogRecord:
     parser.feed(first, 0, len(body))
     for line in rest.split("\n") if rest else ():
         parser.feed(line, 0, len(body))
-    record = parser.flush()
-    assert record is not None  # a fed parser always holds a record
-    return record
+    row = parser.flush()
+    assert row is not None  # a fed parser always holds a record
+    return row
 
 
 def decode_rows(body: bytes, content_type: str | None, message_id: str | None = None) -> list[WireRow]:
@@ -152,7 +135,7 @@ def decode_rows(body: bytes, content_type: str | None, message_id: str | None = 
             return _envelope_rows(orjson.loads(body))
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
         raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
-    return [wire_row(decode_foreign(body, message_id))]
+    return [decode_foreign(body, message_id)]
 
 
 def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:

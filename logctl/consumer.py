@@ -12,8 +12,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from logctl.codec import WireRow, decode_rows
+from logctl.codec import decode_rows
 from logctl.errors import BadInput, BrokerUnreachable
+from logctl.records import WireRow
 from logctl.sinks import Sink
 from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_topology, ensure_consumer_queue
 

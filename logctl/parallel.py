@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from logctl.codec import RowPacker
 from logctl.parsing import LineParser
-from logctl.records import routing_key
+from logctl.records import ROW_LEVEL, ROW_SERVICE, routing_key
 from logctl.tailer import Source
 
 BLOCK_BYTES = 1 << 20
@@ -115,12 +115,12 @@ def parse_block(job: BlockJob) -> BlockResult:
         cut = len(data) - 1 if cut < 0 else cut
         src.parse_lines(data[start:cut], job.base + start)
         start = cut + 1
-        for record, _end in src.ready:
-            key = routing_key(record.service, record.level)
+        for row, _end in src.ready:
+            key = routing_key(row[ROW_SERVICE], row[ROW_LEVEL])
             if key not in rows:
                 rows[key] = (bytearray(), array("Q"))
             buf, ends = rows[key]
-            buf += packer.pack(record)
+            buf += packer.pack(row)
             ends.append(len(buf))
         src.ready.clear()
     assert src.parser is not None

@@ -144,6 +144,29 @@ def json_record(
     }
 
 
+# A record as parsers make it and as it travels: [id, ts, level, service, message,
+# trace_id, attrs], ``ts`` in microseconds since the epoch. A list, not a LogRecord: ship
+# makes one per line, and msgpack encodes a list as it is (codec.py checks rows that
+# arrive). Parsers put a Level in ``level``, rows decoded from the wire its text: Level is
+# a str enum, so both read as text.
+WireRow = list[Any]
+ROW_LEVEL, ROW_SERVICE = 2, 3
+
+LEVEL_OF_NAME = {lvl.value: lvl for lvl in Level}
+
+
+def wire_row(record: LogRecord) -> WireRow:
+    """Return a record in its wire form."""
+    r = record
+    return [r.id, micros_of(r.timestamp), r.level, r.service, r.message, r.trace_id, r.attrs]
+
+
+def record_of(row: WireRow) -> LogRecord:
+    """Return the record of a (checked) wire row."""
+    rid, micros, level, service, message, trace_id, attrs = row
+    return LogRecord(rid, EPOCH + timedelta(0, 0, micros), LEVEL_OF_NAME[level], service, message, trace_id, attrs)
+
+
 def record_to_dict(record: LogRecord) -> dict[str, Any]:
     """Return the JSON Lines shape of a record."""
     r = record

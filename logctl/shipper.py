@@ -26,7 +26,7 @@ from logctl.codec import RowPacker, decode
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
-from logctl.records import LogRecord, routing_key
+from logctl.records import ROW_LEVEL, ROW_SERVICE, LogRecord, WireRow, routing_key
 from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
@@ -391,8 +391,8 @@ class Shipper:
 
     def _drain_ready(self, src: Source) -> None:
         add = self._add
-        for record, end in src.ready:
-            add(record, end, src)
+        for row, end in src.ready:
+            add(row, end, src)
         src.ready.clear()
 
     def _flush_idle_records(self, now: float) -> None:
@@ -404,15 +404,15 @@ class Shipper:
 
     # --- batching and confirms -------------------------------------------------------------
 
-    def _add(self, record: LogRecord, end: int, src: Source) -> None:
-        key = routing_key(record.service, record.level)
+    def _add(self, row: WireRow, end: int, src: Source) -> None:
+        key = routing_key(row[ROW_SERVICE], row[ROW_LEVEL])
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
-        row = self._packer.pack(record)
-        batch.rows.append(row)
+        packed = self._packer.pack(row)
+        batch.rows.append(packed)
         batch.count += 1
-        batch.bytes += len(row)
+        batch.bytes += len(packed)
         marks = src.marks
         if marks and marks[-1].batch is batch:
             marks[-1].end = end

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from logctl.parsing import LineParser
-from logctl.records import LogRecord, source_prefix
+from logctl.records import WireRow, source_prefix
 
 FINGERPRINT_MAX = 1024
 # A file whose first bytes equal another's up to this many is taken for its copy (copytruncate).
@@ -64,7 +64,7 @@ class Source:
         self.service = service
         self.max_line_bytes = max_line_bytes
         self.parser: LineParser | None = None
-        self.ready: list[tuple[LogRecord, int]] = []
+        self.ready: list[tuple[WireRow, int]] = []
         self.pos = 0  # bytes consumed from the source
         self.lines = 0
         self.bytes = 0

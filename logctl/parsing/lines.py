@@ -20,7 +20,7 @@ import orjson
 
 from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
 from logctl.parsing.text import CANDIDATES, TextFormat, line_shape
-from logctl.records import Level, LogRecord, now_utc, record_id
+from logctl.records import Level, LogRecord, WireRow, micros_of, now_utc, record_id, record_of
 
 MAX_CONTINUATION_LINES = 1000
 
@@ -57,9 +57,9 @@ def parse_logfmt(line: str) -> Parsed | None:
 class LineParser:
     """Parse the lines of one source into records, joining multi-line records.
 
-    ``feed`` returns the record that the new line completed (or None); after it does,
-    ``emitted_end`` is the byte offset just past that record. ``flush`` completes the
-    record still open.
+    ``feed`` returns the record that the new line completed (or None), as a wire row
+    (see records.py: ship encodes it as it is); after it does, ``emitted_end`` is the
+    byte offset just past that record. ``flush`` completes the record still open.
     """
 
     def __init__(self, prefix: str, service: str, clock: Callable[[], datetime] = now_utc) -> None:
@@ -81,7 +81,7 @@ class LineParser:
         """Offset of the record still open (not yet returned), if any."""
         return self._start if self._parsed is not None else None
 
-    def feed(self, line: str, start: int, end: int, flags: dict[str, Any] | None = None) -> LogRecord | None:
+    def feed(self, line: str, start: int, end: int, flags: dict[str, Any] | None = None) -> WireRow | None:
         """Add one line (without its newline) spanning bytes [start, end) of the source."""
         first = line[:1]
         parsed = None if first in (" ", "\t", "") else self._parse(line)
@@ -112,7 +112,7 @@ class LineParser:
         """Whether ``line`` begins a new record whatever came before it (it never continues one)."""
         return line[:1] not in (" ", "\t", "") and self._parse(line) is not None
 
-    def flush(self) -> LogRecord | None:
+    def flush(self) -> WireRow | None:
         """Complete and return the record still open, if any."""
         return self._complete() if self._parsed is not None else None
 
@@ -167,7 +167,7 @@ class LineParser:
             parsed.timestamp = time_from_value(wrapper.get("time"))
         return parsed
 
-    def _complete(self) -> LogRecord:
+    def _complete(self) -> WireRow:
         parsed = self._parsed
         assert parsed is not None
         self._parsed = None
@@ -183,15 +183,15 @@ class LineParser:
         if self._flags:
             attrs.update(self._flags)
         self.emitted_end = self._end
-        return LogRecord(
+        return [
             record_id(self.prefix, self._start),
-            parsed.timestamp or self._clock(),
+            micros_of(parsed.timestamp or self._clock()),
             parsed.level or Level.INFO,
             parsed.service or self.service,
             message,
             trace_id,
             attrs,
-        )
+        ]
 
 
 def parse_text(text: str, prefix: str, service: str) -> list[LogRecord]:
@@ -206,9 +206,9 @@ def parse_text(text: str, prefix: str, service: str) -> list[LogRecord]:
         size = len(line.encode("utf-8", "surrogatepass")) + 1
         done = parser.feed(line.rstrip("\r"), offset, offset + size)
         if done is not None:
-            records.append(done)
+            records.append(record_of(done))
         offset += size
     last = parser.flush()
     if last is not None:
-        records.append(last)
+        records.append(record_of(last))
     return records

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from logctl.codec import WireRow
 from logctl.errors import ConfigError
+from logctl.records import WireRow
 
 
 class Sink(Protocol):

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import orjson
 
-from logctl.codec import WireRow
 from logctl.errors import PermissionDenied
-from logctl.records import json_record
+from logctl.records import WireRow, json_record
 
 
 def _existing_ids(path: Path) -> set[str]:

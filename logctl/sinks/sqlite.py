@@ -7,9 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from logctl.codec import WireRow
 from logctl.errors import ConfigError, PermissionDenied
-from logctl.records import format_micros
+from logctl.records import WireRow, format_micros
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

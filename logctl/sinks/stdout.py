@@ -10,7 +10,8 @@ import sys
 
 import orjson
 
-from logctl.codec import WireRow, row_to_dict
+from logctl.codec import row_to_dict
+from logctl.records import WireRow
 
 RECENT_IDS = 1_000_000
 

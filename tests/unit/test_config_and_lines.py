@@ -9,6 +9,7 @@ import pytest
 
 from logctl.config import mask_url, resolve
 from logctl.errors import ConfigError
+from logctl.records import record_of
 from logctl.tailer import FLAG_INVALID_UTF8, FLAG_NUL, FLAG_TRUNCATED, FileSource
 
 
@@ -61,7 +62,7 @@ def test_50mb_line_is_truncated_flagged_and_its_neighbours_kept(tmp_path: Path) 
             fh.write(b"x" * (1 << 20))
         fh.write(b"\nafter\n")
     src = read_all(path, max_line=1 << 20)
-    records = [r for r, _ in src.ready]
+    records = [record_of(r) for r, _ in src.ready]
     assert [r.message[:6] for r in records] == ["before", "xxxxxx", "after"]
     assert len(records[1].message) == 1 << 20
     assert records[1].attrs[FLAG_TRUNCATED] == 50 << 20
@@ -71,7 +72,7 @@ def test_50mb_line_is_truncated_flagged_and_its_neighbours_kept(tmp_path: Path) 
 def test_invalid_utf8_and_nul_are_kept_and_flagged(tmp_path: Path) -> None:
     path = tmp_path / "bin.log"
     path.write_bytes(b"ok\nbad \xff\xfe bytes\nnul\x00here\n")
-    records = [r for r, _ in read_all(path).ready]
+    records = [record_of(r) for r, _ in read_all(path).ready]
     assert records[1].message == "bad \ufffd\ufffd bytes" and records[1].attrs[FLAG_INVALID_UTF8] is True
     assert records[2].message == "nul\x00here" and records[2].attrs[FLAG_NUL] is True
     assert FLAG_INVALID_UTF8 not in records[0].attrs
@@ -89,7 +90,7 @@ def test_partial_last_line_is_shipped_only_at_true_end(tmp_path: Path) -> None:
     while src.read(1 << 16):
         pass
     src.flush_record()
-    assert [r.message for r, _ in src.ready] == ["one"]
+    assert [record_of(r).message for r, _ in src.ready] == ["one"]
     src.finish()
-    assert [r.message for r, _ in src.ready] == ["one", "two-without-newline"]
+    assert [record_of(r).message for r, _ in src.ready] == ["one", "two-without-newline"]
     src.close()

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from logctl.codec import wire_row
 from logctl.errors import ConfigError
-from logctl.records import Level, LogRecord, format_timestamp, record_to_dict
+from logctl.records import Level, LogRecord, format_timestamp, record_to_dict, wire_row
 from logctl.sinks import Sink, open_sink
 
 
