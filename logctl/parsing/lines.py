@@ -22,7 +22,12 @@ from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, 
 from logctl.parsing.text import CANDIDATES, TextFormat, line_shape
 from logctl.records import Level, LogRecord, WireRow, micros_of, now_utc, record_id, record_of
 
+# A record stops taking continuation lines at either bound; the next such line starts a
+# record of its own (nothing is dropped). The byte bound keeps every record, and so every
+# batch, well under RabbitMQ's max_message_size (128 MiB by default), which a stack of
+# 1,000 lines of 1 MiB would exceed.
 MAX_CONTINUATION_LINES = 1000
+MAX_RECORD_BYTES = 4 << 20
 
 _LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@/-]*=")
 # The quoted value as an unrolled loop: a third faster than an alternation per character.
@@ -90,7 +95,7 @@ class LineParser:
                 more = self._more
                 if more is None:
                     more = self._more = []
-                if len(more) < MAX_CONTINUATION_LINES:
+                if len(more) < MAX_CONTINUATION_LINES and end - self._start <= MAX_RECORD_BYTES:
                     more.append(line)
                     self._end = end
                     if flags:

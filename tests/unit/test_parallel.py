@@ -42,10 +42,15 @@ def _messy_lines(rng: random.Random, count: int) -> list[bytes]:
     return out
 
 
-def _shipped(path: Path, workers: int, serializer: str) -> list[LogRecord]:
+def _shipped(path: Path, workers: int, serializer: str, max_line_bytes: int = 1024) -> list[LogRecord]:
     got: list[LogRecord] = []
     options = ShipOptions(
-        paths=(str(path),), follow=False, workers=workers, max_line_bytes=1024, batch_size=333, serializer=serializer
+        paths=(str(path),),
+        follow=False,
+        workers=workers,
+        max_line_bytes=max_line_bytes,
+        batch_size=333,
+        serializer=serializer,
     )
     ship(Settings(), options, lambda: False, lambda _msg: None, got.extend)
     return got
@@ -73,6 +78,25 @@ def test_workers_give_the_records_of_a_single_process(tmp_path: Path, seed: int,
     by_id = {r.id: _comparable(r) for r in alone}
     assert len(by_id) == len(alone)
     assert {r.id: _comparable(r) for r in pooled} == by_id
+
+
+def test_workers_cut_oversized_records_where_a_single_process_does(tmp_path: Path) -> None:
+    """Stack traces of 6-9 MiB, over MAX_RECORD_BYTES and across many blocks, between short lines."""
+    rng = random.Random(3)
+    lines: list[bytes] = []
+    for i in range(6):
+        lines.append(f'{{"time":"2024-03-01T10:00:00.5Z","level":"info","msg":"before {i}"}}'.encode())
+        lines.append(f"2024-03-01 10:00:00,123 ERROR job {i} failed".encode())
+        lines.extend(f"\tat frame {n} ".encode() + b"z" * rng.randint(100_000, 300_000) for n in range(40))
+    path = tmp_path / "traces.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    alone = _shipped(path, 0, "msgpack", max_line_bytes=1 << 20)
+    pooled = _shipped(path, 2, "msgpack", max_line_bytes=1 << 20)
+
+    assert len(alone) >= 2 * 6 + 6  # each trace was cut at least once
+    assert len(pooled) == len(alone)
+    assert {r.id: _comparable(r) for r in pooled} == {r.id: _comparable(r) for r in alone}
 
 
 def test_a_block_leaves_its_lead_and_last_record_to_the_source_parser() -> None:

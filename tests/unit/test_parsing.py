@@ -6,6 +6,7 @@ import pytest
 
 from logctl.parsing import parse_text
 from logctl.parsing.fields import level_from_word
+from logctl.parsing.lines import MAX_RECORD_BYTES
 from logctl.records import Level
 
 
@@ -168,6 +169,18 @@ def test_java_stack_trace_indented_lines_join() -> None:
     records = parse_text(text, "p", "s")
     assert len(records) == 2
     assert records[0].message.count("\tat ") == 2
+
+
+def test_a_record_stops_joining_lines_at_its_byte_bound_and_drops_none() -> None:
+    """A header and ten continuation lines of 1 MiB would make a 10 MiB record (1,000 of
+    them a gigabyte, over RabbitMQ's message size limit); it is cut into records of at
+    most MAX_RECORD_BYTES plus one line, and every line is kept."""
+    body = [f"\tat frame {i} " + "x" * (1 << 20) for i in range(10)]
+    records = parse_text("\n".join(["2026-11-27 11:32:10,123 ERROR failed", *body]), "p", "s")
+    assert len(records) > 3
+    assert max(len(r.message) for r in records) <= MAX_RECORD_BYTES + (1 << 20) + 100
+    assert records[0].level == Level.ERROR and records[0].message.startswith("failed\n\tat frame 0 ")
+    assert "\n".join(r.message for r in records).split("\n")[1:] == body
 
 
 def test_unrecognised_lines_become_info_records_each() -> None:
