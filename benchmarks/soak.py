@@ -5,7 +5,9 @@ memory alarm on it, so do not point it at a broker others use):
 
     .venv/bin/python benchmarks/soak.py --minutes 10
 
-At the end every line is counted in a SQLite sink: written, stored, lost, doubled.
+At the end every line is counted in a SQLite sink: written, stored, lost, doubled. A
+clean run removes its files and its exchanges and queues; one that lost or doubled a
+line keeps them and prints where they are.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from logctl.config import resolve  # noqa: E402
+from logctl.transport import Broker, delete_topology, topology_of  # noqa: E402
 from tests.numbered import NumberedWriter  # noqa: E402  (the fault tests' writer)
 
 
@@ -116,10 +121,17 @@ def main() -> None:
     with sqlite3.connect(db) as conn:
         numbers = [int(m.split()[1]) for (m,) in conn.execute("select message from records")]
     distinct = set(numbers)
+    lost, doubled = len(set(range(written)) - distinct), len(numbers) - len(distinct)
     print(f"minutes={opts.minutes:g} rate={opts.rate}/s written={written} in_sink={len(numbers)}")
-    print(f"lost={len(set(range(written)) - distinct)} duplicated={len(numbers) - len(distinct)}")
+    print(f"lost={lost} duplicated={doubled}")
     print(" ".join(f"{k}={v}" for k, v in counts.items()) + f" peak_rss_mb={Ship.peak_kb / 1024:.1f}")
-    print(f"work dir {work}, exchange {exchange}")
+    if lost or doubled:
+        print(f"kept for a look: work dir {work}, exchange {exchange}")
+        return
+    settings = resolve({}, env, None)
+    with Broker(settings, lambda _message: None) as broker:
+        delete_topology(broker, topology_of(settings))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
