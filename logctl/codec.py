@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import msgpack
 import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
-from logctl.records import LEVEL_OF_NAME, LogRecord, WireRow, json_record, micros_of, record_of, wire_row
+from logctl.records import LEVEL_OF_NAME, LogRecord, WireRow, micros_of, record_of, wire_row
 
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
@@ -78,11 +77,6 @@ def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[b
 # The times a datetime can hold, in microseconds since the epoch.
 _MIN_MICROS = micros_of(datetime(1, 1, 2, tzinfo=UTC))
 _MAX_MICROS = micros_of(datetime(9999, 12, 30, tzinfo=UTC))
-
-
-def row_to_dict(row: WireRow) -> dict[str, Any]:
-    """Return the JSON Lines shape of a wire row (as ``record_to_dict`` of its record)."""
-    return json_record(*row)
 
 
 def _check(row: object) -> WireRow:

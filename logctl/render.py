@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from logctl.records import LogRecord, format_timestamp, record_to_dict
+from logctl.records import WireRow, format_micros, json_record
 
 
 class OutputMode(StrEnum):
@@ -46,41 +46,46 @@ def resolve_mode(mode: OutputMode, stream: IO[str] | None = None) -> OutputMode:
     return OutputMode.HUMAN if (stream or sys.stdout).isatty() else OutputMode.JSON
 
 
-def write_json_lines(rows: Iterable[dict[str, Any]]) -> None:
-    """Write one JSON object per line to stdout."""
+def json_lines(objects: Iterable[dict[str, Any]]) -> bytearray:
+    """Return one JSON object per line (what tail, the file and stdout sinks write)."""
     data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
-    for row in rows:
-        data += orjson.dumps(row, default=str)
-        data += b"\n"
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    for obj in objects:
+        data += dumps(obj, default=str, option=newline)
+    return data
+
+
+def write_json_lines(objects: Iterable[dict[str, Any]]) -> None:
+    """Write one JSON object per line to stdout."""
     out = sys.stdout.buffer
-    out.write(data)
+    out.write(json_lines(objects))
     out.flush()
 
 
 class RecordRenderer:
-    """Print records: coloured lines on a terminal, JSON Lines otherwise."""
+    """Print records (wire rows, as decoded): coloured lines on a terminal, JSON Lines otherwise."""
 
     def __init__(self, mode: OutputMode) -> None:
         self.mode = resolve_mode(mode)
         self._console = Console(highlight=False, soft_wrap=True) if self.mode is OutputMode.HUMAN else None
 
-    def render(self, records: Sequence[LogRecord]) -> None:
-        if not records:
+    def render(self, rows: Sequence[WireRow]) -> None:
+        if not rows:
             return
         if self._console is None:
-            write_json_lines(record_to_dict(r) for r in records)
+            write_json_lines(json_record(*row) for row in rows)
             return
-        for r in records:
+        for _id, micros, level, service, message, trace_id, attrs in rows:
             line = Text()
-            line.append(format_timestamp(r.timestamp), style="dim")
+            line.append(format_micros(micros), style="dim")
             line.append(" ")
-            line.append(f"{r.level.value:<5}", style=LEVEL_STYLES[r.level.value])
-            line.append(f" {r.service}", style="cyan")
-            line.append(f" {r.message}")
-            if r.trace_id:
-                line.append(f" trace_id={r.trace_id}", style="dim")
-            if r.attrs:
-                extra = " ".join(f"{k}={v}" for k, v in r.attrs.items())
+            line.append(f"{level:<5}", style=LEVEL_STYLES[level])
+            line.append(f" {service}", style="cyan")
+            line.append(f" {message}")
+            if trace_id:
+                line.append(f" trace_id={trace_id}", style="dim")
+            if attrs:
+                extra = " ".join(f"{k}={v}" for k, v in attrs.items())
                 line.append(f" {extra}", style="dim")
             self._console.print(line)
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Protocol
 
 from logctl.checkpoint import Checkpoint, CheckpointStore, state_lock
-from logctl.codec import RowPacker, decode
+from logctl.codec import RowPacker, decode_rows
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
-from logctl.records import ROW_LEVEL, ROW_SERVICE, LogRecord, WireRow, routing_key
+from logctl.records import ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
@@ -115,6 +115,10 @@ class Batch:
         self.created = created
         self.confirmed = False
 
+    def full(self, size: int) -> bool:
+        """Whether the batch is due: ``size`` records, or MAX_BATCH_BYTES of them."""
+        return self.count >= size or self.bytes >= MAX_BATCH_BYTES
+
     def add_source(self, src: Source) -> None:
         """Note that ``src`` has records here (once: its marks are checked when this is confirmed)."""
         if not self.sources or self.sources[-1] is not src:
@@ -150,13 +154,13 @@ class Output(Protocol):
 class EchoOutput:
     """--dry-run: hand each batch's records to a callback and count it confirmed at once."""
 
-    def __init__(self, on_confirm: Callable[[object], None], on_records: Callable[[list[LogRecord]], None]) -> None:
+    def __init__(self, on_confirm: Callable[[object], None], on_records: Callable[[list[WireRow]], None]) -> None:
         self.on_confirm = on_confirm
         self.on_records = on_records
         self.in_flight = 0
 
     def publish(self, out: Outgoing) -> None:
-        self.on_records(decode(out.body, out.content_type))  # exactly what would have travelled
+        self.on_records(decode_rows(out.body, out.content_type))  # exactly what would have travelled
         self.on_confirm(out.token)
 
     def poll(self) -> None:
@@ -376,15 +380,15 @@ class Shipper:
                     batch = self._batches[key] = Batch(key, time.monotonic())
                 start = ends[taken - 1] if taken else 0
                 # Up to the batch's record count, or through the row that fills its bytes.
-                full = bisect.bisect_left(ends, start + MAX_BATCH_BYTES - batch.bytes, taken) + 1
-                upto = min(len(ends), taken + size - batch.count, full)
+                filled = bisect.bisect_left(ends, start + MAX_BATCH_BYTES - batch.bytes, taken) + 1
+                upto = min(len(ends), taken + size - batch.count, filled)
                 batch.rows.append(buf[start : ends[upto - 1]])
                 batch.count += upto - taken
                 batch.bytes += ends[upto - 1] - start
                 taken = upto
                 touched.append(batch)
                 batch.add_source(src)
-                if batch.count >= size or batch.bytes >= MAX_BATCH_BYTES:
+                if batch.full(size):
                     self._send(batch)
         src.marks.append(Mark(result.rest_start, _Together(touched)))
         self._advance(src)  # in case every batch was confirmed while the rest were still being sent
@@ -419,7 +423,7 @@ class Shipper:
         else:
             marks.append(Mark(end, batch))
             batch.add_source(src)
-        if batch.count >= self.options.batch_size or batch.bytes >= MAX_BATCH_BYTES:
+        if batch.full(self.options.batch_size):
             self._send(batch)
 
     def _send(self, batch: Batch) -> None:
@@ -728,7 +732,7 @@ def ship(
     options: ShipOptions,
     stop: Callable[[], bool],
     notify: Notify,
-    on_dry_run: Callable[[list[LogRecord]], None] | None = None,
+    on_dry_run: Callable[[list[WireRow]], None] | None = None,
 ) -> ShipStats:
     """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback)."""
     if on_dry_run is not None:

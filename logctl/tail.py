@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from logctl.codec import decode
+from logctl.codec import decode_rows
 from logctl.config import Settings
 from logctl.errors import BadInput
-from logctl.records import Level, LogRecord, routing_word
+from logctl.records import Level, WireRow, routing_word
 from logctl.transport import (
     Broker,
     QueueReader,
@@ -53,7 +53,7 @@ class Tail:
         self.dropped_here = 0
         self.dropped_by_broker = 0
         self.undecodable = 0
-        self._batches: queue.Queue[list[LogRecord]] = queue.Queue(maxsize=options.buffer_messages)
+        self._batches: queue.Queue[list[WireRow]] = queue.Queue(maxsize=options.buffer_messages)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -75,8 +75,8 @@ class Tail:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def batches(self, timeout: float = 0.2) -> Iterator[list[LogRecord]]:
-        """Yield batches of records as they arrive (an empty list after ``timeout`` of quiet)."""
+    def batches(self, timeout: float = 0.2) -> Iterator[list[WireRow]]:
+        """Yield batches of records (wire rows) as they arrive (an empty list after ``timeout`` of quiet)."""
         while True:
             self._raise_error()
             try:
@@ -111,7 +111,7 @@ class Tail:
         while not self._stop.is_set():
             for delivery in reader.fetch(100, 0.2):
                 try:
-                    records = decode(delivery.body, delivery.content_type, delivery.message_id)
+                    records = decode_rows(delivery.body, delivery.content_type, delivery.message_id)
                 except BadInput:
                     self.undecodable += 1
                     continue

@@ -13,6 +13,8 @@ import orjson
 
 from logctl.errors import PermissionDenied
 from logctl.records import WireRow, json_record
+from logctl.render import json_lines
+from logctl.sinks import unseen
 
 
 def _existing_ids(path: Path) -> set[str]:
@@ -47,23 +49,8 @@ class JsonFileSink:
             raise PermissionDenied(f"cannot write file sink {path}: permission denied") from exc
 
     def write(self, rows: list[WireRow]) -> int:
-        seen = self._seen
-        ids = [r[0] for r in rows]
-        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
-            new_rows = rows  # the usual batch: no duplicates, found by set operations in C
-            seen.update(ids)
-        else:
-            new_rows = []
-            for r in rows:
-                if r[0] not in seen:
-                    seen.add(r[0])
-                    new_rows.append(r)
-        # One growing buffer: a list of 100,000 small orjson results costs ~4 KiB each.
-        data = bytearray()
-        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-        for r in new_rows:
-            data += dumps(json_record(*r), default=str, option=newline)
-        view = memoryview(data)
+        new_rows = unseen(rows, self._seen)
+        view = memoryview(json_lines(json_record(*r) for r in new_rows))
         while view:
             view = view[os.write(self._fd, view) :]
         if new_rows:

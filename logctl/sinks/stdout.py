@@ -6,12 +6,9 @@ printed in an earlier run is out of its sight.
 
 from __future__ import annotations
 
-import sys
-
-import orjson
-
-from logctl.codec import row_to_dict
-from logctl.records import WireRow
+from logctl.records import WireRow, json_record
+from logctl.render import write_json_lines
+from logctl.sinks import unseen
 
 RECENT_IDS = 1_000_000
 
@@ -23,21 +20,11 @@ class StdoutSink:
         self._seen: set[str] = set()
 
     def write(self, rows: list[WireRow]) -> int:
-        data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
-        count = 0
-        for r in rows:
-            rid = r[0]
-            if rid in self._seen:
-                continue
-            self._seen.add(rid)
-            data += orjson.dumps(row_to_dict(r), default=str, option=orjson.OPT_APPEND_NEWLINE)
-            count += 1
-        out = sys.stdout.buffer
-        out.write(data)
-        out.flush()
+        new_rows = unseen(rows, self._seen)
+        write_json_lines(json_record(*r) for r in new_rows)
         if len(self._seen) > RECENT_IDS:
             self._seen.clear()
-        return count
+        return len(new_rows)
 
     def close(self) -> None:
         return None

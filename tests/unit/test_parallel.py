@@ -9,7 +9,7 @@ import pytest
 
 from logctl.config import Settings
 from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, parse_block
-from logctl.records import LogRecord, record_to_dict
+from logctl.records import LogRecord, record_of, record_to_dict
 from logctl.shipper import ShipOptions, ship
 
 
@@ -52,7 +52,7 @@ def _shipped(path: Path, workers: int, serializer: str, max_line_bytes: int = 10
         batch_size=333,
         serializer=serializer,
     )
-    ship(Settings(), options, lambda: False, lambda _msg: None, got.extend)
+    ship(Settings(), options, lambda: False, lambda _msg: None, lambda rows: got.extend(map(record_of, rows)))
     return got
 
 
