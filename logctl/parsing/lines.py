@@ -1,12 +1,11 @@
 """LineParser: one per source; lines in, complete records out.
 
 Detection runs per line (a file may mix formats). A line's first characters narrow the
-candidate formats (its shape), and the format that matched last for that shape is tried
-first, so a file of one format, or of several interleaved, costs about one regex match
-per line. Lines that no
-format recognises continue the record above them when that record had a text header
-(stack traces, wrapped messages) or when they are indented; otherwise each becomes an
-INFO record of its own. Parsing never fails and never drops a line.
+candidate formats (its shape), which are tried in one fixed order: which format a line is
+taken for depends on the line alone, never on the lines before it. Lines that no format
+recognises continue the record above them when that record had a text header (stack
+traces, wrapped messages) or when they are indented; otherwise each becomes an INFO
+record of its own. Parsing never fails and never drops a line.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 import orjson
 
 from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
-from logctl.parsing.text import CANDIDATES, TextFormat, line_shape
+from logctl.parsing.text import CANDIDATES, line_shape
 from logctl.records import Level, LogRecord, WireRow, micros_of, now_utc, record_id, record_of
 
 # A record stops taking continuation lines at either bound; the next such line starts a
@@ -78,7 +77,6 @@ class LineParser:
         self._headed = False
         self._flags: dict[str, Any] | None = None
         self._more: list[str] | None = None  # continuation lines
-        self._last_by_shape: dict[str, TextFormat] = {}
         self._text_hit = False  # whether the last line that parsed was a text format
 
     @property
@@ -135,20 +133,13 @@ class LineParser:
         return self._parse_text(line)
 
     def _parse_text(self, line: str) -> Parsed | None:
-        shape = line_shape(line)
-        last = self._last_by_shape.get(shape)
-        if last is not None:
-            parsed = last.parse(line)
+        # The first format of the line's shape that takes it, always in the same order: a
+        # line must parse the same whatever came before it (a parse worker starts mid-file).
+        for fmt in CANDIDATES[line_shape(line)]:
+            parsed = fmt.parse(line)
             if parsed is not None:
                 self._text_hit = True
                 return parsed
-        for fmt in CANDIDATES[shape]:
-            if fmt is not last:
-                parsed = fmt.parse(line)
-                if parsed is not None:
-                    self._last_by_shape[shape] = fmt
-                    self._text_hit = True
-                    return parsed
         return None
 
     def _parse_json(self, line: str) -> Parsed | None:

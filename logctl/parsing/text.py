@@ -1,7 +1,8 @@
 """Parsers for text log lines: syslog, access and error logs, and the common loggers.
 
-Each parser is a compiled regex plus a builder; ``TEXT_PARSERS`` is tried in order,
-and the LineParser tries the one that matched last first (a file keeps its format).
+Each parser is a compiled regex plus a builder. A line is taken for the first format of
+``TEXT_PARSERS`` (among those its shape allows) whose regex matches and whose builder
+accepts the match.
 """
 
 from __future__ import annotations

@@ -16,97 +16,113 @@ def one(line: str, service: str = "svc"):
     return records[0]
 
 
-@pytest.mark.parametrize(
-    ("line", "level", "service", "message", "trace_id"),
-    [
-        # Go slog
-        ('{"time":"2026-11-27T11:32:10.123Z","level":"INFO","msg":"hello","user":"bob"}', "INFO", "svc", "hello", None),
-        # zap
-        ('{"level":"dpanic","ts":1764243130.5,"caller":"m.go:1","msg":"z","service":"api"}', "FATAL", "api", "z", None),
-        # pino / bunyan numeric level, name is the app
-        (
-            '{"level":50,"time":1764243130123,"pid":1,"hostname":"h","name":"shop","msg":"p","v":1}',
-            "ERROR",
-            "shop",
-            "p",
-            None,
-        ),
-        # Elastic ECS
-        (
-            '{"@timestamp":"2026-11-27T11:32:10Z","log":{"level":"warning"},"message":"e",'
-            '"service":{"name":"cart"},"trace":{"id":"abc123"}}',
-            "WARN",
-            "cart",
-            "e",
-            "abc123",
-        ),
-        # logrus
-        (
-            '{"level":"warning","msg":"lr","time":"2026-11-27T11:32:10+01:00","traceId":"t-1"}',
-            "WARN",
-            "svc",
-            "lr",
-            "t-1",
-        ),
-        # Google Cloud
-        (
-            '{"severity":"CRITICAL","message":"g","logging.googleapis.com/trace":"projects/p/traces/0af7651916cd43dd"}',
-            "FATAL",
-            "svc",
-            "g",
-            "0af7651916cd43dd",
-        ),
-        # W3C traceparent in logfmt
-        (
-            'ts=2026-11-27T11:32:10Z level=eror msg="lf x" traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-            "ERROR",
-            "svc",
-            "lf x",
-            "4bf92f3577b34da6a3ce929d0e0e4736",
-        ),
-        # syslog RFC 5424: level from PRI severity (165 = local4.notice), service from app name
-        ("<165>1 2026-11-27T11:32:10.123Z host1 myapp 123 ID47 - started", "INFO", "myapp", "started", None),
-        # syslog RFC 3164 (11 = user.err)
-        ("<11>Nov 27 11:32:10 host2 sshd[42]: denied", "ERROR", "sshd", "denied", None),
-        # syslog file without PRI
-        ("Nov 27 11:32:10 host2 cron[7]: tick", "INFO", "cron", "tick", None),
-        # nginx error log
-        ("2026/11/27 11:32:10 [crit] 12#0: *1 upstream gone", "FATAL", "svc", "*1 upstream gone", None),
-        # Apache error log
-        (
-            "[Fri Nov 27 11:32:10.123456 2026] [core:error] [pid 123] [client 1.2.3.4:5] denied",
-            "ERROR",
-            "svc",
-            "denied",
-            None,
-        ),
-        # PostgreSQL
-        ("2026-11-27 11:32:10.123 UTC [4242] ERROR:  relation missing", "ERROR", "svc", "relation missing", None),
-        # Redis
-        ("4242:M 27 Nov 2026 11:32:10.123 # low memory", "WARN", "svc", "low memory", None),
-        # klog
-        ("W1127 11:32:10.123456    1234 main.go:42] careful", "WARN", "svc", "careful", None),
-        # Rails / Ruby Logger
-        ("E, [2026-11-27T11:32:10.123456 #1234] ERROR -- web: boom", "ERROR", "web", "boom", None),
-        # logback
-        ("2026-11-27 11:32:10.123 [main] INFO  com.example.App - up", "INFO", "svc", "up", None),
-        # Spring Boot
-        ("2026-11-27T11:32:10.123Z  WARN 1234 --- [main] c.e.Spring : spring", "WARN", "svc", "spring", None),
-        # Python logging, common format, trace id written in the text
-        (
-            "2026-11-27 11:32:10,123 - app.db - CRITICAL - down trace_id=deadbeef01",
-            "FATAL",
-            "svc",
-            "down trace_id=deadbeef01",
-            "deadbeef01",
-        ),
-        # Python basicConfig
-        ("WARNING:root:basic", "WARN", "svc", "basic", None),
-    ],
-)
+# One line of each supported format: (line, level, service, message, trace_id).
+FORMAT_EXAMPLES = [
+    # Go slog
+    ('{"time":"2026-11-27T11:32:10.123Z","level":"INFO","msg":"hello","user":"bob"}', "INFO", "svc", "hello", None),
+    # zap
+    ('{"level":"dpanic","ts":1764243130.5,"caller":"m.go:1","msg":"z","service":"api"}', "FATAL", "api", "z", None),
+    # pino / bunyan numeric level, name is the app
+    (
+        '{"level":50,"time":1764243130123,"pid":1,"hostname":"h","name":"shop","msg":"p","v":1}',
+        "ERROR",
+        "shop",
+        "p",
+        None,
+    ),
+    # Elastic ECS
+    (
+        '{"@timestamp":"2026-11-27T11:32:10Z","log":{"level":"warning"},"message":"e",'
+        '"service":{"name":"cart"},"trace":{"id":"abc123"}}',
+        "WARN",
+        "cart",
+        "e",
+        "abc123",
+    ),
+    # logrus
+    (
+        '{"level":"warning","msg":"lr","time":"2026-11-27T11:32:10+01:00","traceId":"t-1"}',
+        "WARN",
+        "svc",
+        "lr",
+        "t-1",
+    ),
+    # Google Cloud
+    (
+        '{"severity":"CRITICAL","message":"g","logging.googleapis.com/trace":"projects/p/traces/0af7651916cd43dd"}',
+        "FATAL",
+        "svc",
+        "g",
+        "0af7651916cd43dd",
+    ),
+    # W3C traceparent in logfmt
+    (
+        'ts=2026-11-27T11:32:10Z level=eror msg="lf x" traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        "ERROR",
+        "svc",
+        "lf x",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+    ),
+    # syslog RFC 5424: level from PRI severity (165 = local4.notice), service from app name
+    ("<165>1 2026-11-27T11:32:10.123Z host1 myapp 123 ID47 - started", "INFO", "myapp", "started", None),
+    # syslog RFC 3164 (11 = user.err)
+    ("<11>Nov 27 11:32:10 host2 sshd[42]: denied", "ERROR", "sshd", "denied", None),
+    # syslog file without PRI
+    ("Nov 27 11:32:10 host2 cron[7]: tick", "INFO", "cron", "tick", None),
+    # nginx error log
+    ("2026/11/27 11:32:10 [crit] 12#0: *1 upstream gone", "FATAL", "svc", "*1 upstream gone", None),
+    # Apache error log
+    (
+        "[Fri Nov 27 11:32:10.123456 2026] [core:error] [pid 123] [client 1.2.3.4:5] denied",
+        "ERROR",
+        "svc",
+        "denied",
+        None,
+    ),
+    # PostgreSQL
+    ("2026-11-27 11:32:10.123 UTC [4242] ERROR:  relation missing", "ERROR", "svc", "relation missing", None),
+    # Redis
+    ("4242:M 27 Nov 2026 11:32:10.123 # low memory", "WARN", "svc", "low memory", None),
+    # klog
+    ("W1127 11:32:10.123456    1234 main.go:42] careful", "WARN", "svc", "careful", None),
+    # Rails / Ruby Logger
+    ("E, [2026-11-27T11:32:10.123456 #1234] ERROR -- web: boom", "ERROR", "web", "boom", None),
+    # logback
+    ("2026-11-27 11:32:10.123 [main] INFO  com.example.App - up", "INFO", "svc", "up", None),
+    # Spring Boot
+    ("2026-11-27T11:32:10.123Z  WARN 1234 --- [main] c.e.Spring : spring", "WARN", "svc", "spring", None),
+    # Python logging, common format, trace id written in the text
+    (
+        "2026-11-27 11:32:10,123 - app.db - CRITICAL - down trace_id=deadbeef01",
+        "FATAL",
+        "svc",
+        "down trace_id=deadbeef01",
+        "deadbeef01",
+    ),
+    # Python basicConfig
+    ("WARNING:root:basic", "WARN", "svc", "basic", None),
+    # timestamp and message, no level word
+    ("2026-11-27 11:32:10,123 just a message", "INFO", "svc", "just a message", None),
+    # rsyslog's high-precision file format
+    ("2026-11-27T11:32:10.123+00:00 host1 sshd[7]: error: refused", "INFO", "sshd", "error: refused", None),
+]
+
+
+@pytest.mark.parametrize(("line", "level", "service", "message", "trace_id"), FORMAT_EXAMPLES)
 def test_format_is_detected_and_mapped(line: str, level: str, service: str, message: str, trace_id: str | None) -> None:
     record = one(line)
     assert (record.level.value, record.service, record.message, record.trace_id) == (level, service, message, trace_id)
+
+
+@pytest.mark.parametrize("before", [example[0] for example in FORMAT_EXAMPLES])
+def test_a_line_parses_the_same_whatever_line_came_before_it(before: str) -> None:
+    """Which format a line is taken for depends on the line alone: a Python logging line
+    after one with no level word keeps its level, and workers that start parsing
+    mid-file find the records a single process does."""
+    alone = [parse_text(line, "p", "svc")[0] for line, *_ in FORMAT_EXAMPLES]
+    after = [parse_text(f"{before}\n{line}", "p", "svc")[-1] for line, *_ in FORMAT_EXAMPLES]
+    shape = ["level", "service", "message", "trace_id", "attrs"]
+    assert [[getattr(r, k) for k in shape] for r in after] == [[getattr(r, k) for k in shape] for r in alone]
 
 
 @pytest.mark.parametrize(("status", "level"), [(200, "INFO"), (404, "WARN"), (503, "ERROR")])
