@@ -14,6 +14,7 @@ import os
 import select
 from collections import deque
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Protocol
 
 from logctl.parsing import LineParser
@@ -26,6 +27,7 @@ COPY_PROBE_MIN = 1024
 FLAG_INVALID_UTF8 = "logctl.invalid_utf8"
 FLAG_NUL = "logctl.nul_bytes"
 FLAG_TRUNCATED = "logctl.truncated_bytes"
+_PLUS_NEWLINE = (1).__add__  # a line's size with its newline, in C: map() calls it per line
 
 
 @dataclass(slots=True)
@@ -185,28 +187,32 @@ class Source:
                 self._raw_line(raw, offset, end)
                 offset = end
             return
-        parser = self.parser
-        assert parser is not None
-        ready = self.ready
-        limit = self.max_line_bytes
-        ascii_only = text.isascii()
-        offset = base
         lines = text.split("\n")
         self.lines += len(lines)
-        for line in lines:
-            size = len(line) if ascii_only or line.isascii() else len(line.encode())
-            end = offset + size + 1
+        if text.isascii():
+            sizes = list(map(len, lines))
+        else:
+            sizes = [len(line) if line.isascii() else len(line.encode()) for line in lines]
+        bounds = list(accumulate(map(_PLUS_NEWLINE, sizes), initial=base))  # line i: [bounds[i], bounds[i + 1])
+        whole = lines
+        if "\r" in text:
+            lines = [line[:-1] if line[-1:] == "\r" else line for line in lines]
+        limit = self.max_line_bytes
+        if max(sizes) <= limit:
+            self._feed(lines, bounds)
+            return
+        run = 0  # lines over the limit take the slow path, between runs of the others
+        for i, size in enumerate(sizes):
             if size > limit:
+                self._feed(lines[run:i], bounds[run : i + 1])
                 self.lines -= 1  # counted again by _raw_line
-                self._raw_line(line.encode(), offset, end)
-                offset = end
-                continue
-            if line and line[-1] == "\r":
-                line = line[:-1]
-            record = parser.feed(line, offset, end)
-            if record is not None:
-                ready.append((record, parser.emitted_end))
-            offset = end
+                self._raw_line(whole[i].encode(), bounds[i], bounds[i + 1])
+                run = i + 1
+        self._feed(lines[run:], bounds[run:])
+
+    def _feed(self, lines: list[str], bounds: list[int]) -> None:
+        assert self.parser is not None
+        self.parser.feed_lines(lines, bounds, self.ready)
 
     def _raw_line(self, raw: bytes, start: int, end: int, flags: dict[str, Any] | None = None) -> None:
         """Parse one line the slow way: check its length, encoding and NUL bytes."""

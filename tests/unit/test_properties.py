@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logctl.codec import decode, encode
+from logctl.parsing import LineParser
 from logctl.records import Level, LogRecord, record_of
-from logctl.tailer import FileSource
+from logctl.tailer import FileSource, Source
+from tests.unit.test_parsing import FORMAT_EXAMPLES
 
 json_values = st.recursive(
     st.none()
@@ -68,3 +70,49 @@ def test_reading_arbitrary_bytes_yields_records_and_never_raises(data: bytes, ma
         src.close()
     finally:
         os.unlink(fh.name)
+
+
+# Lines of every kind a block may hold: records of each format, continuation lines,
+# blank and indented lines, CRLF endings, lines that are too long, and text no format takes.
+_BLOCK_LINES = [
+    *(example[0] for example in FORMAT_EXAMPLES),
+    "Traceback (most recent call last):",
+    '  File "x.py", line 1, in <module>',
+    "\tat a.B.c(B.java:1)",
+    "ValueError: bad",
+    "",
+    "   ",
+    "plain words",
+    "2026-11-27 11:32:10,123 ERROR crlf\r",
+    "é accents é " * 8,
+    "{not json",
+]
+
+
+def _source_at(offset: int, max_line: int) -> Source:
+    """A source parsing from ``offset``, whose lines without a timestamp all get the same one."""
+    source = Source("svc", max_line)
+    source.start_parser("p", offset)
+    source.parser = LineParser("p", "svc", clock=lambda: datetime(2026, 11, 27, tzinfo=UTC))
+    source.parser.emitted_end = offset
+    return source
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_BLOCK_LINES), min_size=1, max_size=40), st.integers(min_value=40, max_value=400))
+def test_a_block_parses_into_the_records_of_its_lines_fed_one_by_one(lines: list[str], max_line: int) -> None:
+    """Source.parse_lines parses a block's lines grouped by format, then joins them in
+    order; the records must be exactly those of feeding the lines one at a time."""
+    block = "\n".join(lines).encode()
+    source, one_by_one = _source_at(1000, max_line), _source_at(1000, max_line)
+    source.parse_lines(block, 1000)
+    source.flush_record()
+
+    offset = 1000
+    for line in lines:
+        raw = line.encode()
+        one_by_one._raw_line(raw, offset, offset + len(raw) + 1)
+        offset += len(raw) + 1
+    one_by_one.flush_record()
+    assert source.ready == one_by_one.ready
+    assert source.lines == one_by_one.lines == len(lines)
