@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
-from logctl.parsing.text import CANDIDATES, line_shape
+from logctl.parsing.text import MATCHERS_BY_FIFTH, MATCHERS_BY_FIRST, MATCHERS_DIGITS, MATCHERS_OTHER
 from logctl.records import Level, LogRecord, WireRow, micros_of, now_utc, record_id, record_of
 
 # A record stops taking continuation lines at either bound; the next such line starts a
@@ -175,11 +175,16 @@ class LineParser:
     def _parse_text(self, line: str) -> Parsed | None:
         # The first format of the line's shape that takes it, always in the same order: a
         # line must parse the same whatever came before it (a parse worker starts mid-file).
-        for fmt in CANDIDATES[line_shape(line)]:
-            parsed = fmt.parse(line)
-            if parsed is not None:
-                self._text_hit = True
-                return parsed
+        matchers = MATCHERS_BY_FIRST.get(line[0], MATCHERS_OTHER)  # line_shape(), inlined
+        if matchers is None:
+            matchers = MATCHERS_BY_FIFTH.get(line[4:5], MATCHERS_DIGITS)
+        for match, build in matchers:
+            found = match(line)
+            if found is not None:
+                parsed = build(found)
+                if parsed is not None:
+                    self._text_hit = True
+                    return parsed
         return None
 
     def _parse_json(self, line: str) -> Parsed | None:

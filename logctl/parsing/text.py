@@ -33,10 +33,6 @@ class TextFormat:
     regex: re.Pattern[str]
     build: Callable[[re.Match[str]], Parsed | None]
 
-    def parse(self, line: str) -> Parsed | None:
-        match = self.regex.match(line)
-        return self.build(match) if match else None
-
 
 # Formats with whole-second stamps repeat each stamp on every line of a busy second.
 @functools.lru_cache(maxsize=4096)
@@ -166,8 +162,10 @@ def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
 
 # --- web servers -------------------------------------------------------------------------
 
+# Possessive \S++ (each is followed by a space, so it matches the same): lines of other
+# formats fail at once instead of after trying every shorter split of their first words.
 _ACCESS = re.compile(
-    r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<day>\d\d)/(?P<mon>\w{3})/(?P<year>\d{4}):"
+    r"(?P<client>\S++) (?P<ident>\S++) (?P<user>\S++) \[(?P<day>\d\d)/(?P<mon>\w{3})/(?P<year>\d{4}):"
     r'(?P<clock>\d\d:\d\d:\d\d) (?P<tz>[+-]\d{4})\] "(?P<request>[^"\\]*(?:\\.[^"\\]*)*)" (?P<status>\d{3}) '
     r'(?P<bytes>\d+|-)(?: "(?P<referer>[^"\\]*(?:\\.[^"\\]*)*)" "(?P<agent>[^"\\]*(?:\\.[^"\\]*)*)")?(?P<rest>.*)'
 )
@@ -437,3 +435,22 @@ def line_shape(line: str) -> str:
 CANDIDATES: dict[str, tuple[TextFormat, ...]] = {
     shape: tuple(f for f in TEXT_PARSERS if shape in _SHAPES[f.name]) for shape in ("d-", "d/", "d", "<", "[", "U", "o")
 }
+
+
+# The same as (regex.match, build) pairs, looked up without calling line_shape: by a
+# line's first character, then for digits (None) by its fifth. Per line, the calls saved
+# cost as much as a failed regex match.
+Matchers = tuple[tuple[Callable[[str], re.Match[str] | None], Callable[[re.Match[str]], Parsed | None]], ...]
+
+
+def _matchers(shape: str) -> Matchers:
+    return tuple((f.regex.match, f.build) for f in CANDIDATES[shape])
+
+
+MATCHERS_BY_FIRST: dict[str, Matchers | None] = {
+    **{digit: None for digit in "0123456789"},
+    **{first: _matchers(line_shape(first)) for first in "<[ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+}
+MATCHERS_BY_FIFTH = {"-": _matchers("d-"), "/": _matchers("d/")}
+MATCHERS_DIGITS = _matchers("d")
+MATCHERS_OTHER = _matchers("o")
