@@ -106,7 +106,7 @@ def parse_block(job: BlockJob) -> BlockResult:
         return BlockResult(job.end, job.end, 0, {})
     src = Source(job.service, job.max_line_bytes)
     src.start_parser(job.prefix, job.base + lead)
-    packer = RowPacker(job.serializer)
+    pack = RowPacker(job.serializer).pack_row
     rows: dict[str, tuple[bytearray, array[int]]] = {}
     # A slice at a time, packing as it goes: only a slice's records are ever held as objects.
     start = lead
@@ -120,7 +120,7 @@ def parse_block(job: BlockJob) -> BlockResult:
             if key not in rows:
                 rows[key] = (bytearray(), array("Q"))
             buf, ends = rows[key]
-            buf += packer.pack(row)
+            buf += pack(row)
             ends.append(len(buf))
         src.ready.clear()
     assert src.parser is not None

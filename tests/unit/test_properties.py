@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from logctl.codec import decode, encode
 from logctl.parsing import LineParser
+from logctl.parsing.lines import _LOGFMT_PAIR, _LOGFMT_PAIR_PLAIN, _unquote
 from logctl.records import Level, LogRecord, record_of
 from logctl.tailer import FileSource, Source
 from tests.unit.test_parsing import FORMAT_EXAMPLES
@@ -116,3 +117,18 @@ def test_a_block_parses_into_the_records_of_its_lines_fed_one_by_one(lines: list
     one_by_one.flush_record()
     assert source.ready == one_by_one.ready
     assert source.lines == one_by_one.lines == len(lines)
+
+
+def _logfmt_fields_with_escapes(line: str) -> dict[str, str]:
+    """The fields of a logfmt line as lines with escapes get them (value by value)."""
+    fields = dict(_LOGFMT_PAIR.findall(line))
+    return {key: _unquote(value) if value[:1] == '"' else value for key, value in fields.items()}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='ab=" \t.x1', max_size=30))
+def test_logfmt_lines_without_escapes_get_the_fields_of_the_escape_aware_path(text: str) -> None:
+    """parse_logfmt reads lines without a backslash with a regex that leaves quotes out of
+    the values; it must find the same fields, quoted, unterminated or odd."""
+    line = f"level=info {text} msg=x"
+    assert dict(_LOGFMT_PAIR_PLAIN.findall(line)) == _logfmt_fields_with_escapes(line)
