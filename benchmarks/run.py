@@ -229,6 +229,7 @@ def big_file(path: Path, gigabytes: float, lines: int, work: Path) -> tuple[str,
         data = path.read_bytes()
         for _ in range(copies):
             out.write(data)
+    os.sync()  # the file's writeback must not compete with the broker's fsyncs while measured
     exchange = f"benchmarks-big-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "LOGCTL_EXCHANGE": exchange, "LOGCTL_STATE_DIR": str(work / "state-big"), "NO_COLOR": "1"}
     try:
@@ -253,6 +254,7 @@ def main() -> None:
     path = work / "mixed.log"
     with path.open("w") as fh:
         fh.writelines(line + "\n" for line in synthetic_lines(opts.lines, 100))
+    os.sync()  # as in big_file
     size_mb = path.stat().st_size / 1e6
     exchange = f"benchmarks-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "LOGCTL_EXCHANGE": exchange, "LOGCTL_STATE_DIR": str(work / "state"), "NO_COLOR": "1"}
