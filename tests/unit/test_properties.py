@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from logctl.codec import decode, encode
 from logctl.parsing import LineParser
+from logctl.parsing.fields import Parsed
 from logctl.parsing.lines import _LOGFMT_PAIR, _LOGFMT_PAIR_PLAIN, _unquote
+from logctl.parsing.text import CANDIDATES, line_shape
 from logctl.records import Level, LogRecord, record_of
 from logctl.tailer import FileSource, Source
 from tests.unit.test_parsing import FORMAT_EXAMPLES
@@ -132,3 +134,23 @@ def test_logfmt_lines_without_escapes_get_the_fields_of_the_escape_aware_path(te
     the values; it must find the same fields, quoted, unterminated or odd."""
     line = f"level=info {text} msg=x"
     assert dict(_LOGFMT_PAIR_PLAIN.findall(line)) == _logfmt_fields_with_escapes(line)
+
+
+def _first_format_taking(line: str) -> Parsed | None:
+    """The rule the text parser follows: the first format of the line's shape that takes it."""
+    for fmt in CANDIDATES[line_shape(line)]:
+        match = fmt.regex.match(line)
+        parsed = fmt.build(match) if match else None
+        if parsed is not None:
+            return parsed
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([example[0] for example in FORMAT_EXAMPLES]), st.text(min_size=0, max_size=6))
+def test_text_lines_are_taken_for_the_first_format_of_their_shape_that_matches(example: str, head: str) -> None:
+    """The parser looks its candidate formats up in tables by first and fifth character;
+    they must give line_shape's candidates, in TEXT_PARSERS order, for any line."""
+    for line in (example, head + example, head + example[len(head) :]):
+        if line and line[0] not in " \t":
+            assert LineParser("p", "svc")._parse_text(line) == _first_format_taking(line)
