@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -250,6 +251,10 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--big-gb", type=float, default=0, help="also ship a file of this many GB (memory bound)")
     opts = parser.parse_args()
+    # Byte-compile logctl, as pip does when it installs a package. With PYTHONDONTWRITEBYTECODE
+    # set (this machine sets it), a checkout would compile every module at each start instead:
+    # 50 ms more for ship, and 13 ms for each parse worker.
+    compileall.compile_dir(ROOT / "logctl", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="logctl-benchmarks-"))
     path = work / "mixed.log"
     with path.open("w") as fh:
