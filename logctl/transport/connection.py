@@ -45,6 +45,10 @@ def translate(exc: BaseException, url: str) -> LogctlError:
         return NotFound(f"broker at {where}: {exc.reply_text}")
     if isinstance(exc, amqp.exceptions.PreconditionFailed):
         return BrokerError(f"broker at {where} refused a declaration: {exc.reply_text}")
+    if isinstance(exc, amqp.exceptions.RecoverableConnectionError):
+        # CONNECTION_FORCED (a broker shutting down, an operator's close_connection) and
+        # the like: the connection is gone but a new one may work, as after a dropped socket.
+        return BrokerUnreachable(f"lost the connection to {where}: {exc}")
     if isinstance(exc, amqp.exceptions.AMQPError):
         return BrokerError(f"broker at {where}: {exc}")
     if isinstance(exc, socket.gaierror):
@@ -53,7 +57,7 @@ def translate(exc: BaseException, url: str) -> LogctlError:
         return BrokerUnreachable(f"cannot reach broker at {where}: connection refused (is RabbitMQ running?)")
     if isinstance(exc, TimeoutError | socket.timeout):
         return BrokerUnreachable(f"cannot reach broker at {where}: timed out")
-    if isinstance(exc, OSError | amqp.exceptions.RecoverableConnectionError | ConnectionError):
+    if isinstance(exc, OSError | ConnectionError):
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return BrokerUnreachable(f"lost or could not open the connection to {where}: {reason}")
     return BrokerError(f"broker at {where}: {type(exc).__name__}: {exc}")

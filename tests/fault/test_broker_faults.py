@@ -85,3 +85,15 @@ def test_following_ship_started_while_the_broker_is_down_waits_for_it(
     assert proc.returncode == 0, err.decode()
     assert "waiting for it" in err.decode()
     assert_exactly_once(sequence_numbers(own_env, tmp_path), 800)
+
+
+def test_connection_closed_by_the_broker_during_shipping_loses_and_doubles_nothing(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    """CONNECTION_FORCED (an operator's close_connection, a broker shutting down) is a lost
+    connection: ship reconnects and resends what was unconfirmed."""
+
+    def close_connections() -> None:
+        own_broker.rabbitctl_output("close_all_connections", "closed by the test")
+
+    ship_through(own_env, tmp_path, close_connections)

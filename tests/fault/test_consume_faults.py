@@ -110,3 +110,28 @@ def test_consume_survives_a_broker_restart_and_keeps_acking(
     # And it acked after the reconnect: nothing is left waiting in the queue.
     again = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{tmp_path / 'rest.db'}"], own_env)
     assert "messages=0" in again.stderr
+
+
+def test_consume_reconnects_when_the_broker_closes_its_connection(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    """An operator (or a broker shutting down) closes the connection: the broker says
+    CONNECTION_FORCED rather than dropping the socket. consume must take it as a lost
+    connection and reconnect, not exit."""
+    log = tmp_path / "app.log"
+    append_numbered(log, 0, 5000)
+    assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
+    db = tmp_path / "sink.db"
+    proc = start_consume(own_env, db)
+    try:
+        wait_for_rows(db, 1)
+        own_broker.rabbitctl_output("close_all_connections", "closed by the test")
+        append_numbered(log, 5000, 8000)
+        assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
+        wait_for_rows(db, 8000)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert "reconnected" in err.decode()
+    assert_each_once(stored(db), 8000)
