@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,21 +86,20 @@ def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: E
     assert_each_once(stored(db), total)
 
 
-def test_consume_survives_a_broker_restart_and_keeps_acking(
-    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
-) -> None:
+def consume_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None:
+    """consume drains 5,000 records; ``fault`` happens once rows arrive; 3,000 more are
+    shipped after it. consume must reconnect, store every record once, leave nothing
+    unacked, and exit cleanly on SIGTERM."""
     log = tmp_path / "app.log"
     append_numbered(log, 0, 5000)
-    assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
+    assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], env).returncode == 0
     db = tmp_path / "sink.db"
-    proc = start_consume(own_env, db)
+    proc = start_consume(env, db)
     try:
         wait_for_rows(db, 1)
-        own_broker.stop()
-        time.sleep(3)
-        own_broker.start()
+        fault()
         append_numbered(log, 5000, 8000)
-        assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
+        assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], env).returncode == 0
         wait_for_rows(db, 8000)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -108,8 +108,19 @@ def test_consume_survives_a_broker_restart_and_keeps_acking(
     assert "reconnected" in err.decode()
     assert_each_once(stored(db), 8000)
     # And it acked after the reconnect: nothing is left waiting in the queue.
-    again = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{tmp_path / 'rest.db'}"], own_env)
+    again = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{tmp_path / 'rest.db'}"], env)
     assert "messages=0" in again.stderr
+
+
+def test_consume_survives_a_broker_restart_and_keeps_acking(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    def restart() -> None:
+        own_broker.stop()
+        time.sleep(3)
+        own_broker.start()
+
+    consume_through(own_env, tmp_path, restart)
 
 
 def test_consume_reconnects_when_the_broker_closes_its_connection(
@@ -118,20 +129,6 @@ def test_consume_reconnects_when_the_broker_closes_its_connection(
     """An operator (or a broker shutting down) closes the connection: the broker says
     CONNECTION_FORCED rather than dropping the socket. consume must take it as a lost
     connection and reconnect, not exit."""
-    log = tmp_path / "app.log"
-    append_numbered(log, 0, 5000)
-    assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
-    db = tmp_path / "sink.db"
-    proc = start_consume(own_env, db)
-    try:
-        wait_for_rows(db, 1)
-        own_broker.rabbitctl_output("close_all_connections", "closed by the test")
-        append_numbered(log, 5000, 8000)
-        assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], own_env).returncode == 0
-        wait_for_rows(db, 8000)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err.decode()
-    assert "reconnected" in err.decode()
-    assert_each_once(stored(db), 8000)
+    consume_through(
+        own_env, tmp_path, lambda: own_broker.rabbitctl_output("close_all_connections", "closed by the test")
+    )
