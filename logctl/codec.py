@@ -67,12 +67,12 @@ class RowPacker:
         packer: Callable[[WireRow], bytes] = self.pack if self.json else self._packer.pack
         return packer
 
-    def envelope(self, rows: Sequence[bytes], count: int | None = None) -> bytes:
+    def envelope(self, rows: Sequence[bytes | memoryview], count: int | None = None) -> bytes:
         """Return the body of a batch of encoded rows (``count`` of them, when items hold several)."""
         if self.json:
             return b'{"v":%d,"records":[' % VERSION + b"".join(rows)[:-1] + b"]}"  # without the last comma
         header: bytes = self._packer.pack_array_header(len(rows) if count is None else count)
-        return self._head + header + b"".join(rows)
+        return b"".join((self._head, header, *rows))  # one copy of the rows, not two
 
 
 def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[bytes, str]:

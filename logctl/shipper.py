@@ -108,7 +108,8 @@ class Batch:
 
     def __init__(self, key: str, created: float) -> None:
         self.key = key
-        self.rows: list[bytes] = []  # encoded rows; an item may hold several rows back to back
+        # Encoded rows; an item may hold several back to back (a view of a parse worker's result).
+        self.rows: list[bytes | memoryview] = []
         self.count = 0  # rows in ``rows``
         self.bytes = 0  # their encoded size
         self.sources: list[Source] = []
@@ -340,12 +341,14 @@ class Shipper:
                 if not data:
                     return
                 read += len(data)
-                data = tail + data
-                cut = data.rfind(b"\n") + 1
+                cut = data.rfind(b"\n") + 1  # tail holds no newline: the block ends in data
+                if not cut:
+                    tail += data
+                    continue
+                block = tail + memoryview(data)[:cut] if tail else data[:cut] if cut < len(data) else data
                 tail = data[cut:]
-                if cut:
-                    yield BlockJob(data[:cut], base, prefix, src.service, opts.max_line_bytes, opts.serializer)
-                    base += cut
+                yield BlockJob(block, base, prefix, src.service, opts.max_line_bytes, opts.serializer)
+                base += len(block)
 
         for job, result in self._pool.parse(jobs(), self.output.poll):
             self._apply_block(src, job, result)
@@ -372,7 +375,8 @@ class Shipper:
         """Batch a block's encoded rows; the source's checkpoint passes them when all are confirmed."""
         size = self.options.batch_size
         touched: list[Batch] = []
-        for key, (buf, ends) in result.rows.items():
+        for key, (data, ends) in result.rows.items():
+            buf = memoryview(data)  # slices of it are views, not copies: the body's join copies once
             taken = 0
             while taken < len(ends):
                 batch = self._batches.get(key)
