@@ -72,7 +72,8 @@ class LineParser:
 
     ``feed`` returns the record that the new line completed (or None), as a wire row
     (see records.py: ship encodes it as it is); after it does, ``emitted_end`` is the
-    byte offset just past that record. ``flush`` completes the record still open.
+    byte offset just past that record. ``feed_lines`` does the same for many lines at
+    once, as sources feed it. ``flush`` completes the record still open.
     """
 
     def __init__(self, prefix: str, service: str, clock: Callable[[], datetime] = now_utc) -> None:
