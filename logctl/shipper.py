@@ -201,6 +201,7 @@ class Shipper:
         self.stdin: StdinSource | None = None
         self._batches: dict[str, Batch] = {}
         self._packer = RowPacker(options.serializer)
+        self._pack_row = self._packer.pack_row  # once per line in _add
         self._pool = BlockPool(options.workers) if options.workers > 0 else None
         self._stop: Callable[[], bool] = lambda: False
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
@@ -417,7 +418,7 @@ class Shipper:
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
-        packed = self._packer.pack(row)
+        packed = self._pack_row(row)
         batch.rows.append(packed)
         batch.count += 1
         batch.bytes += len(packed)
