@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import itemgetter
 
 from logctl.codec import RowPacker
 from logctl.parsing import LineParser
@@ -107,7 +109,11 @@ def parse_block(job: BlockJob) -> BlockResult:
     src = Source(job.service, job.max_line_bytes)
     src.start_parser(job.prefix, job.base + lead)
     pack = RowPacker(job.serializer).pack_row
-    rows: dict[str, tuple[bytearray, array[int]]] = {}
+    key_of = itemgetter(ROW_SERVICE, ROW_LEVEL)
+    # Encoded rows by routing key, in source order. Each (service, level) pair is also a
+    # key of ``parts``, aliasing its routing key's list: the routing key is worked out
+    # once per pair, not per record (pairs that make the same routing key share a list).
+    parts: dict[object, list[bytes]] = {}
     # A slice at a time, packing as it goes: only a slice's records are ever held as objects.
     start = lead
     while start < len(data):
@@ -115,20 +121,27 @@ def parse_block(job: BlockJob) -> BlockResult:
         cut = len(data) - 1 if cut < 0 else cut
         src.parse_lines(data[start:cut], job.base + start)
         start = cut + 1
-        for row, _end in src.ready:
-            key = routing_key(row[ROW_SERVICE], row[ROW_LEVEL])
-            if key not in rows:
-                rows[key] = (bytearray(), array("Q"))
-            buf, ends = rows[key]
-            buf += pack(row)
-            ends.append(len(buf))
+        records = [row for row, _end in src.ready]
         src.ready.clear()
+        for pair, packed in zip(map(key_of, records), map(pack, records), strict=True):
+            same = parts.get(pair)
+            if same is None:
+                key = routing_key(*pair)
+                same = parts.get(key)
+                if same is None:
+                    same = parts[key] = []
+                parts[pair] = same
+            same.append(packed)
     assert src.parser is not None
     rest_start = src.parser.pending_start
     assert rest_start is not None  # the block's last record is still open
     rest_lines = data.count(b"\n", rest_start - job.base)
-    packed = {key: (bytes(buf), ends) for key, (buf, ends) in rows.items()}
-    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed)
+    packed_rows = {
+        key: (b"".join(rows), array("Q", accumulate(map(len, rows))))
+        for key, rows in parts.items()
+        if isinstance(key, str)
+    }
+    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed_rows)
 
 
 _PR_SET_PDEATHSIG = 1

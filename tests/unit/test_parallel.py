@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from logctl.config import Settings
@@ -115,3 +117,25 @@ def test_a_block_leaves_its_lead_and_last_record_to_the_source_parser() -> None:
     assert result.lines == 2
     assert sorted(result.rows) == ["svc.info", "svc.warn"]
     assert [len(ends) for _buf, ends in result.rows.values()] == [1, 1]
+
+
+def test_a_block_keeps_source_order_within_each_routing_key() -> None:
+    """Services that make the same routing key ("API" and "api") share its rows, in order."""
+    lines = [
+        f'{{"level":"{level}","service":"{service}","msg":"{i}"}}'
+        for i, (service, level) in enumerate(
+            [("API", "info"), ("db", "info"), ("api", "info"), ("API", "error"), ("api", "info"), ("API", "info")] * 50
+        )
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    result = parse_block(BlockJob(data, 0, "p", "svc", 1 << 20, "msgpack"))
+
+    messages: dict[str, list[int]] = {}
+    for key, (buf, ends) in result.rows.items():
+        rows = msgpack.unpackb(msgpack.Packer().pack_array_header(len(ends)) + buf)
+        messages[key] = [int(row[4]) for row in rows]
+    expected: dict[str, list[int]] = {}
+    for i, line in enumerate(lines[:-1]):  # the last record is left to the source's parser
+        record = json.loads(line)
+        expected.setdefault(f"{record['service'].lower()}.{record['level']}", []).append(i)
+    assert messages == expected
