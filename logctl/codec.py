@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
 import msgpack
 import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
-from logctl.records import LEVEL_OF_NAME, LogRecord, WireRow, micros_of, record_of, wire_row
+from logctl.records import LEVEL_OF_NAME, MAX_MICROS, MIN_MICROS, LogRecord, WireRow, record_of, wire_row
 
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
@@ -81,11 +80,6 @@ def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[b
     return packer.envelope([packer.pack(wire_row(r)) for r in records]), packer.content_type
 
 
-# The times a datetime can hold, in microseconds since the epoch.
-_MIN_MICROS = micros_of(datetime(1, 1, 2, tzinfo=UTC))
-_MAX_MICROS = micros_of(datetime(9999, 12, 30, tzinfo=UTC))
-
-
 def _check(row: object) -> WireRow:
     # Exact type checks (msgpack and orjson only ever make these types): cheaper than isinstance.
     if type(row) is not list or len(row) != 7:
@@ -97,7 +91,7 @@ def _check(row: object) -> WireRow:
         raise BadInput("record has a bad service, message or attrs")
     if trace_id is not None and type(trace_id) is not str:
         raise BadInput("record has a bad trace_id")
-    if not _MIN_MICROS <= micros <= _MAX_MICROS:
+    if not MIN_MICROS <= micros <= MAX_MICROS:
         raise BadInput("record timestamp out of range")
     return row
 

@@ -104,6 +104,12 @@ def micros_of(ts: datetime) -> int:
     return (ts - EPOCH) // _MICROSECOND  # timedelta arithmetic is integral: no float rounding
 
 
+# The times on the wire: what a datetime holds in any time zone (a day inside year 1 to
+# 9999), so that every receiver can make a datetime of it. Parsers treat others as no time.
+MIN_MICROS = micros_of(datetime(1, 1, 2, tzinfo=UTC))
+MAX_MICROS = micros_of(datetime(9999, 12, 30, tzinfo=UTC))
+
+
 _SECOND_TEXT: dict[int, str] = {}
 _MILLIS_TEXT = tuple(".%03dZ" % ms for ms in range(1000))  # noqa: UP031 - the suffix of each millisecond
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from logctl.records import EPOCH, Level
+from logctl.records import EPOCH, MAX_MICROS, MIN_MICROS, Level
 
 _LEVEL_WORDS: dict[str, Level] = {}
 for _level, _words in {
@@ -68,43 +68,68 @@ def level_from_http_status(status: int) -> Level:
     return Level.INFO
 
 
-def time_from_epoch(value: float) -> datetime | None:
-    """Return the time of an epoch number in s, ms, us or ns (told apart by size)."""
+def _in_range(micros: int) -> int | None:
+    """Return ``micros`` if it is a time the wire carries (see records.MIN_MICROS), else None."""
+    return micros if MIN_MICROS <= micros <= MAX_MICROS else None
+
+
+def micros_from_epoch(value: float) -> int | None:
+    """Return the time of an epoch number in s, ms, us or ns (told apart by size), in microseconds."""
     try:
         if value > 1e17:
-            return EPOCH + timedelta(microseconds=value / 1000)
-        if value > 1e14:
-            return EPOCH + timedelta(microseconds=value)
-        if value > 1e11:
-            return EPOCH + timedelta(milliseconds=value)
-        if value > 0:
-            return EPOCH + timedelta(seconds=value)
+            delta = timedelta(microseconds=value / 1000)
+        elif value > 1e14:
+            delta = timedelta(microseconds=value)
+        elif value > 1e11:
+            delta = timedelta(milliseconds=value)
+        elif value > 0:
+            delta = timedelta(seconds=value)
+        else:
+            return None
     except OverflowError:
         return None
-    return None
+    return _in_range(delta // _MICROSECOND)  # rounded as datetime rounds, to the microsecond
 
 
-def time_from_iso(text: str) -> datetime | None:
-    """Return the UTC time of an ISO 8601 / RFC 3339 string; naive times are taken as UTC."""
-    if "," in text:
-        text = text.replace(",", ".", 1)
+# The microseconds of each whole second seen, by its text ("2026-11-27T11:32:10", or with a
+# space), read as UTC. A second's text repeats on every line of that second, and a dict
+# lookup is a third of the cost of the datetime arithmetic it saves.
+_SECOND_MICROS: dict[str, int] = {}
+_WHOLE_SECOND = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d", re.ASCII)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros_from_iso(text: str) -> int | None:
+    """Return the time of an ISO 8601 / RFC 3339 string in microseconds; naive times are UTC."""
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if ts.tzinfo is None:
-        return _as_utc(text, ts)
-    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+    zone = ts.tzinfo
+    if zone is None or zone is UTC:
+        # text[:19] is a cached key only if it is the whole second this text starts with.
+        second = _SECOND_MICROS.get(text[:19])
+        if second is not None:
+            return second + ts.microsecond
+        _remember_second(text[:19])
+    # Aware times subtract across their offset: no astimezone, which overflows at the ends.
+    micros = (ts - (_NAIVE_EPOCH if zone is None else EPOCH)) // _MICROSECOND
+    return micros if MIN_MICROS <= micros <= MAX_MICROS else None
 
 
-def _as_utc(text: str, naive: datetime) -> datetime:
-    """Return a naive time as UTC. Parsing again with an offset costs a third of
-    ``naive.replace(tzinfo=UTC)`` (a keyword call); a date alone needs the latter."""
+def _remember_second(head: str) -> None:
+    """Cache a whole second's text for micros_from_iso, if it is one and all of it is in range."""
+    if not _WHOLE_SECOND.fullmatch(head):
+        return
     try:
-        aware = datetime.fromisoformat(text + "+00:00")
-    except ValueError:
-        aware = None
-    return aware if aware is not None and aware.tzinfo is UTC else naive.replace(tzinfo=UTC)
+        second = (datetime.fromisoformat(head) - _NAIVE_EPOCH) // _MICROSECOND
+    except ValueError:  # cannot happen for the head of a valid time; never let it stop a parse
+        return
+    if MIN_MICROS <= second <= MAX_MICROS - 999_999:
+        if len(_SECOND_MICROS) >= 4096:
+            _SECOND_MICROS.clear()
+        _SECOND_MICROS[head] = second
 
 
 MONTHS = {
@@ -117,22 +142,23 @@ def month_number(name: str) -> int | None:
     return MONTHS.get(name[:3].lower())
 
 
-def time_from_value(value: object) -> datetime | None:
-    """Return the time of a JSON timestamp value: ISO string, epoch number, or GCP {seconds, nanos}."""
+def micros_from_value(value: object) -> int | None:
+    """Return the time, in microseconds, of a JSON timestamp value: ISO string, epoch number,
+    or GCP {seconds, nanos}."""
     if isinstance(value, str):
-        if value and value[0].isdigit() and not value.replace(".", "", 1).isdigit():
-            return time_from_iso(value)
+        if value[:1].isdigit() and (value[4:5] == "-" or not value.replace(".", "", 1).isdigit()):
+            return micros_from_iso(value)
         try:
-            return time_from_epoch(float(value))
+            return micros_from_epoch(float(value))
         except ValueError:
             return None
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return time_from_epoch(float(value))
+        return micros_from_epoch(float(value))
     if isinstance(value, dict) and "seconds" in value:
         try:
-            return time_from_epoch(float(value["seconds"]) + float(value.get("nanos", 0)) / 1e9)
+            return micros_from_epoch(float(value["seconds"]) + float(value.get("nanos", 0)) / 1e9)
         except (TypeError, ValueError):
             return None
     return None
@@ -163,7 +189,7 @@ class Parsed:
 
     message: str
     level: Level | None = None
-    timestamp: datetime | None = None
+    micros: int | None = None  # the time, in microseconds since the epoch (as on the wire)
     service: str | None = None
     trace_id: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -272,7 +298,7 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     A value that does not convert (a level of ``"banana"``) stays in attrs.
     """
     plan = _plan_of(obj)
-    level = timestamp = service = trace_id = message = None
+    level = micros = service = trace_id = message = None
     if plan.level is not None:
         level = level_from_value(obj[plan.level])
         if level is not None:
@@ -280,8 +306,8 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     elif plan.nesting and isinstance(obj.get("log"), dict):
         level = level_from_value(_take_nested(obj, "log", "level"))
     if plan.time is not None:
-        timestamp = time_from_value(obj[plan.time])
-        if timestamp is not None:
+        micros = micros_from_value(obj[plan.time])
+        if micros is not None:
             del obj[plan.time]
     if plan.service is not None:
         value = obj[plan.service]
@@ -302,7 +328,7 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
         if isinstance(value, str):
             message = value
             del obj[plan.message]
-    return Parsed(raw if message is None else message, level, timestamp, service, trace_id, obj)
+    return Parsed(raw if message is None else message, level, micros, service, trace_id, obj)
 
 
 def _nested_service(obj: dict[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from logctl.parsing.fields import Parsed, parsed_from_mapping, time_from_value, trace_from_value
+from logctl.parsing.fields import Parsed, micros_from_value, parsed_from_mapping, trace_from_value
 from logctl.parsing.text import MATCHERS_BY_FIFTH, MATCHERS_BY_FIRST, MATCHERS_DIGITS, MATCHERS_OTHER
 from logctl.records import Level, LogRecord, WireRow, id_format, micros_of, now_utc, record_of
 
@@ -148,7 +148,7 @@ class LineParser:
                 parsed = Parsed(line)
                 headed = False
             else:
-                headed = text_hit and parsed.timestamp is not None
+                headed = text_hit and parsed.micros is not None
             if self._parsed is not None:
                 ready.append((self._complete(), self.emitted_end))
             self._parsed = parsed
@@ -210,8 +210,8 @@ class LineParser:
         """Docker's json-file driver: the real line is inside ``log``."""
         parsed = (self._parse(inner) if inner and inner[0] not in " \t" else None) or Parsed(inner)
         parsed.attrs["stream"] = wrapper.get("stream")
-        if parsed.timestamp is None:
-            parsed.timestamp = time_from_value(wrapper.get("time"))
+        if parsed.micros is None:
+            parsed.micros = micros_from_value(wrapper.get("time"))
         return parsed
 
     def _complete(self) -> WireRow:
@@ -232,7 +232,7 @@ class LineParser:
         self.emitted_end = self._end
         return [
             self._ids % self._start,
-            micros_of(parsed.timestamp or self._clock()),
+            micros_of(self._clock()) if parsed.micros is None else parsed.micros,
             parsed.level or Level.INFO,
             parsed.service or self.service,
             message,

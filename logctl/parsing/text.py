@@ -19,10 +19,10 @@ from logctl.parsing.fields import (
     Parsed,
     level_from_http_status,
     level_from_word,
+    micros_from_iso,
     month_number,
-    time_from_iso,
 )
-from logctl.records import Level
+from logctl.records import Level, micros_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,35 +36,42 @@ class TextFormat:
 
 # Formats with whole-second stamps repeat each stamp on every line of a busy second.
 @functools.lru_cache(maxsize=4096)
-def _time_dmy(day: str, month: str, year: str, clock: str, offset: str | None = None) -> datetime | None:
-    """Return the UTC time of day/month-name/year parts (access, Redis and Apache logs)."""
+def _micros_dmy(day: str, month: str, year: str, clock: str, offset: str | None = None) -> int | None:
+    """Return the time of day/month-name/year parts (access, Redis and Apache logs), in microseconds."""
     number = month_number(month)
     if number is None:
         return None
     iso = f"{year}-{number:02d}-{int(day):02d}T{clock}"
     if offset:
         iso += offset
-    return time_from_iso(iso)
+    return micros_from_iso(iso)
 
 
-def _time_without_year(month: str, day: str, clock: str) -> datetime | None:
+def _micros_without_year(month: str, day: str, clock: str) -> int | None:
     """Return the time of an RFC 3164 stamp (no year: this year, or last year if that is the future)."""
-    return _time_without_year_on(month, day, clock, int(time.time() // 86400))
+    return _micros_without_year_on(month, day, clock, int(time.time() // 86400))
+
+
+_TWO_DAYS = 2 * 86_400_000_000  # in microseconds
 
 
 @functools.lru_cache(maxsize=4096)
-def _time_without_year_on(month: str, day: str, clock: str, _today: int) -> datetime | None:
-    """``_time_without_year`` cached per day (``_today``), on which the year it picks depends."""
-    now = datetime.now(UTC)
-    ts = _time_dmy(day, month, str(now.year), clock)
-    if ts is not None and (ts - now).days > 1:
-        ts = ts.replace(year=now.year - 1)
-    return ts
+def _micros_without_year_on(month: str, day: str, clock: str, _today: int) -> int | None:
+    """``_micros_without_year`` cached per day (``_today``), on which the year it picks depends."""
+    return micros_without_year_at(month, day, clock, datetime.now(UTC))
 
 
-def _time_of_day(clock: str) -> datetime | None:
+def micros_without_year_at(month: str, day: str, clock: str, now: datetime) -> int | None:
+    """The year of a stamp without one, seen at ``now``: this year, or last if that is 2+ days ahead."""
+    micros = _micros_dmy(day, month, str(now.year), clock)
+    if micros is not None and micros - micros_of(now) >= _TWO_DAYS:
+        return _micros_dmy(day, month, str(now.year - 1), clock)  # None for Feb 29 then
+    return micros
+
+
+def _micros_of_day(clock: str) -> int | None:
     """Return today's date (UTC) at ``clock`` (logback's default pattern writes no date)."""
-    return time_from_iso(f"{datetime.now(UTC).date().isoformat()}T{clock.replace(',', '.')}")
+    return micros_from_iso(f"{datetime.now(UTC).date().isoformat()}T{clock.replace(',', '.')}")
 
 
 # --- syslog ------------------------------------------------------------------------------
@@ -136,7 +143,7 @@ def _build_5424(m: re.Match[str]) -> Parsed | None:
     msg = m.group("msg")
     if msg.startswith("\ufeff"):
         msg = msg[1:]
-    return Parsed(msg, level, time_from_iso(m.group("ts")), _nil(m.group("app")), None, attrs)
+    return Parsed(msg, level, micros_from_iso(m.group("ts")), _nil(m.group("app")), None, attrs)
 
 
 _check_groups(_RFC3164, "pri", "mon", "day", "clock", "host", "app", "pid", "msg")
@@ -150,14 +157,14 @@ def _build_3164(m: re.Match[str]) -> Parsed | None:
     if pid is not None:
         attrs["pid"] = pid
     level = _pri(pri, attrs)
-    return Parsed(msg, level, _time_without_year(mon, day, clock), app, None, attrs)
+    return Parsed(msg, level, _micros_without_year(mon, day, clock), app, None, attrs)
 
 
 def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
     if level_from_word(m.group("host")) is not None:
         return None  # "<time> ERROR app: ..." is an application line, not syslog
     attrs = _syslog_attrs(m, "host", "pid")
-    return Parsed(m.group("msg"), None, time_from_iso(m.group("ts")), m.group("app"), None, attrs)
+    return Parsed(m.group("msg"), None, micros_from_iso(m.group("ts")), m.group("app"), None, attrs)
 
 
 # --- web servers -------------------------------------------------------------------------
@@ -179,9 +186,9 @@ _check_groups(
 
 
 @functools.lru_cache(maxsize=4096)
-def _time_clf(day: str, month: str, year: str, clock: str, tz: str) -> datetime | None:
-    """Return the UTC time of a common-log-format stamp (``27/Nov/2026:11:32:10 +0000``)."""
-    return _time_dmy(day, month, year, clock, f"{tz[:3]}:{tz[3:]}")
+def _micros_clf(day: str, month: str, year: str, clock: str, tz: str) -> int | None:
+    """Return the time of a common-log-format stamp (``27/Nov/2026:11:32:10 +0000``), in microseconds."""
+    return _micros_dmy(day, month, year, clock, f"{tz[:3]}:{tz[3:]}")
 
 
 def _build_access(m: re.Match[str]) -> Parsed | None:
@@ -198,7 +205,7 @@ def _build_access(m: re.Match[str]) -> Parsed | None:
         attrs["agent"] = agent
     if rest and not rest.isspace():
         attrs["extra"] = rest.strip()
-    return Parsed(m.group(0), level_from_http_status(status), _time_clf(day, mon, year, clock, tz), None, None, attrs)
+    return Parsed(m.group(0), level_from_http_status(status), _micros_clf(day, mon, year, clock, tz), None, None, attrs)
 
 
 _NGINX_ERROR = re.compile(
@@ -207,7 +214,7 @@ _NGINX_ERROR = re.compile(
 
 
 def _build_nginx_error(m: re.Match[str]) -> Parsed | None:
-    ts = time_from_iso(m.group("ts").replace("/", "-"))
+    ts = micros_from_iso(m.group("ts").replace("/", "-"))
     attrs: dict[str, object] = {"pid": int(m.group("pid"))}
     return Parsed(m.group("msg"), level_from_word(m.group("level")), ts, None, None, attrs)
 
@@ -221,7 +228,7 @@ _APACHE_ERROR = re.compile(
 
 
 def _build_apache_error(m: re.Match[str]) -> Parsed | None:
-    ts = _time_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    ts = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
     attrs: dict[str, object] = {}
     for key in ("module", "pid", "client"):
         if m.group(key):
@@ -242,7 +249,7 @@ _PG_DETAIL = {"STATEMENT", "DETAIL", "HINT", "CONTEXT", "QUERY", "LOCATION"}
 
 def _build_postgres(m: re.Match[str]) -> Parsed | None:
     tz = m.group("tz")
-    ts = time_from_iso(m.group("ts") + (tz + ":00" if tz and tz[0] in "+-" else ""))
+    ts = micros_from_iso(m.group("ts") + (tz + ":00" if tz and tz[0] in "+-" else ""))
     word = m.group("level")
     attrs: dict[str, object] = {"pid": int(m.group("pid"))}
     if word in _PG_DETAIL:
@@ -262,7 +269,7 @@ _REDIS_LEVEL = {".": Level.DEBUG, "-": Level.DEBUG, "*": Level.INFO, "#": Level.
 
 
 def _build_redis(m: re.Match[str]) -> Parsed | None:
-    ts = _time_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    ts = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
     attrs: dict[str, object] = {"pid": int(m.group("pid")), "role": m.group("role")}
     return Parsed(m.group("msg"), _REDIS_LEVEL[m.group("mark")], ts, None, None, attrs)
 
@@ -278,7 +285,7 @@ _KLOG = re.compile(
 
 def _build_klog(m: re.Match[str]) -> Parsed | None:
     year = datetime.now(UTC).year
-    ts = time_from_iso(f"{year}-{m.group('mm')}-{m.group('dd')}T{m.group('clock')}")
+    ts = micros_from_iso(f"{year}-{m.group('mm')}-{m.group('dd')}T{m.group('clock')}")
     attrs: dict[str, object] = {"thread": int(m.group("tid")), "source": m.group("src")}
     return Parsed(m.group("msg"), level_from_word(m.group("lvl")), ts, None, None, attrs)
 
@@ -296,7 +303,7 @@ def _build_ruby(m: re.Match[str]) -> Parsed | None:
         attrs["pid"] = int(m.group("pid"))
     prog = m.group("prog").strip()
     return Parsed(
-        m.group("msg"), level_from_word(m.group("level")), time_from_iso(m.group("ts")), prog or None, None, attrs
+        m.group("msg"), level_from_word(m.group("level")), micros_from_iso(m.group("ts")), prog or None, None, attrs
     )
 
 
@@ -329,13 +336,13 @@ _LOGGER_AFTER = re.compile(r"(?P<logger>[\w$]+(?:\.[\w$]+)+)\s*(?:-|:)\s+(?P<msg
 _SPRING = re.compile(r"(?P<pid>\d+) --- \[\s*(?P<thread>[^\]]*)\] (?P<logger>\S+)\s+: (?P<msg>.*)", re.DOTALL)
 
 
-def _text_time(ts: str | None, clock: str | None) -> datetime | None:
+def _text_micros(ts: str | None, clock: str | None) -> int | None:
     if ts:
         if "/" in ts or " Z" in ts:
             ts = ts.replace("/", "-").replace(" Z", "Z")
-        return time_from_iso(ts)
+        return micros_from_iso(ts)
     assert clock is not None  # the regex matched one of the two
-    return _time_of_day(clock)
+    return _micros_of_day(clock)
 
 
 def _split_logger(msg: str, attrs: dict[str, object]) -> str:
@@ -364,11 +371,11 @@ def _build_ts_level(m: re.Match[str]) -> Parsed | None:
         else:
             attrs["logger"] = pre.strip(" -")
     msg = _split_logger(msg, attrs)
-    return Parsed(msg, level_from_word(word), _text_time(ts, clock), None, None, attrs)
+    return Parsed(msg, level_from_word(word), _text_micros(ts, clock), None, None, attrs)
 
 
 def _build_ts_only(m: re.Match[str]) -> Parsed | None:
-    ts = _text_time(m.group("ts"), m.group("clock"))
+    ts = _text_micros(m.group("ts"), m.group("clock"))
     return None if ts is None else Parsed(m.group("msg"), None, ts, None, None, {})
 
 

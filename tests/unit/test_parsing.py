@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from logctl.codec import decode, encode
 from logctl.parsing import parse_text
 from logctl.parsing.fields import level_from_word
 from logctl.parsing.lines import MAX_RECORD_BYTES
-from logctl.records import Level
+from logctl.parsing.text import micros_without_year_at
+from logctl.records import EPOCH, Level
 
 
 def one(line: str, service: str = "svc"):
@@ -147,6 +151,23 @@ def test_timestamps_are_utc() -> None:
 
 
 @pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+)
+def test_a_time_at_the_ends_of_the_calendar_is_kept_as_a_field_and_the_batch_decodes(stamp: str) -> None:
+    """Such a time used to stop ship (OverflowError), or pass and make consume reject the
+    whole batch it travelled in. Now it is no time: the line gets the time it was read."""
+    json_line = one(f'{{"time":"{stamp}","level":"warn","msg":"x"}}')
+    text_line = one(f"<11>1 {stamp} host app - - - x")
+    assert json_line.attrs["time"] == stamp
+    assert (json_line.level, json_line.message) == (Level.WARN, "x")
+    assert text_line.level == Level.ERROR
+    for record in (json_line, text_line):
+        assert 2026 <= record.timestamp.year < 9999
+        body, content_type = encode([record])
+        assert decode(body, content_type) == [record]
+
+
+@pytest.mark.parametrize(
     ("word", "level"),
     [
         ("warning", Level.WARN),
@@ -212,3 +233,17 @@ def test_ids_are_prefix_and_byte_offset() -> None:
 def test_malformed_json_is_kept_as_text() -> None:
     record = one('{"level": "info", "msg": ')
     assert record.message == '{"level": "info", "msg": '
+
+
+@pytest.mark.parametrize(
+    ("stamp", "now", "year"),
+    [
+        (("Nov", "27", "11:32:10"), datetime(2026, 11, 27, tzinfo=UTC), 2026),
+        (("Dec", "31", "23:59:59"), datetime(2027, 1, 1, 0, 0, 5, tzinfo=UTC), 2026),  # last year's
+        (("Feb", "29", "10:00:00"), datetime(2028, 3, 1, tzinfo=UTC), 2028),
+        (("Feb", "29", "10:00:00"), datetime(2028, 1, 15, tzinfo=UTC), None),  # 2027 had none: no time
+    ],
+)
+def test_syslog_3164_stamps_get_this_year_or_last(stamp: tuple[str, str, str], now: datetime, year: int | None) -> None:
+    micros = micros_without_year_at(*stamp, now)
+    assert (None if micros is None else (EPOCH + timedelta(microseconds=micros)).year) == year

@@ -6,15 +6,15 @@ import os
 import tempfile
 from datetime import UTC, datetime
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from logctl.codec import decode, encode
 from logctl.parsing import LineParser
-from logctl.parsing.fields import Parsed
+from logctl.parsing.fields import Parsed, micros_from_iso
 from logctl.parsing.lines import _LOGFMT_PAIR, _LOGFMT_PAIR_PLAIN, _unquote
 from logctl.parsing.text import CANDIDATES, line_shape
-from logctl.records import Level, LogRecord, record_of
+from logctl.records import MAX_MICROS, MIN_MICROS, Level, LogRecord, micros_of, record_of
 from logctl.tailer import FileSource, Source
 from tests.unit.test_parsing import FORMAT_EXAMPLES
 
@@ -154,3 +154,39 @@ def test_text_lines_are_taken_for_the_first_format_of_their_shape_that_matches(e
     for line in (example, head + example, head + example[len(head) :]):
         if line and line[0] not in " \t":
             assert LineParser("p", "svc")._parse_text(line) == _first_format_taking(line)
+
+
+def _reference_micros(text: str) -> int | None:
+    """What the wire should carry for an ISO time: the datetime's own arithmetic, naive read as UTC."""
+    try:
+        ts = datetime.fromisoformat(text.replace(",", ".", 1))
+    except ValueError:
+        return None
+    micros = micros_of(ts if ts.tzinfo else ts.replace(tzinfo=UTC))
+    return micros if MIN_MICROS <= micros <= MAX_MICROS else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)),
+    st.sampled_from(["T", " "]),
+    st.integers(min_value=0, max_value=7),
+    st.sampled_from([".", ","]),
+    st.sampled_from(["", "Z", "+00:00", "+01:00", "-05:30", "x", " Z"]),
+)
+# The ends of datetime's range, which a receiver could not make a datetime of: no time.
+@example(datetime(1, 1, 1), "T", 3, ".", "Z")
+@example(datetime(9999, 12, 31, 23, 59, 59, 999999), " ", 6, ",", "")
+@example(datetime(1, 1, 1), "T", 0, ".", "+01:00")  # before UTC's year 1: astimezone overflowed
+@example(datetime(9999, 12, 31, 23, 59, 59), "T", 0, ".", "-05:30")  # after 9999
+def test_iso_times_in_microseconds_match_datetime_arithmetic(
+    moment: datetime, sep: str, digits: int, mark: str, zone: str
+) -> None:
+    """micros_from_iso answers the common shapes from a cache of whole seconds; the first
+    call (a full parse) and the second (maybe cached) must both give the reference."""
+    text = moment.isoformat(sep, "seconds")
+    if digits:
+        text += mark + f"{moment.microsecond:06d}{moment.microsecond % 10}"[:digits]
+    text += zone
+    assert micros_from_iso(text) == _reference_micros(text)
+    assert micros_from_iso(text) == _reference_micros(text)
