@@ -12,9 +12,10 @@ Bodies published by other tools (plain text, or one JSON object) decode to one r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import msgpack
+import msgspec
 import orjson
 
 from logctl.errors import BadInput
@@ -49,6 +50,7 @@ class RowPacker:
         self.json = serializer == "json"
         self.content_type = JSON_TYPE if self.json else MSGPACK_TYPE
         self._packer = msgpack.Packer(default=_default, use_bin_type=True)
+        self._encode_parsed = msgspec.msgpack.Encoder().encode
         # Everything of the msgpack envelope before the records' array header.
         self._head: bytes = msgpack.packb({"v": VERSION, "records": []})[:-1]
 
@@ -59,12 +61,20 @@ class RowPacker:
         packed: bytes = self._packer.pack(row)
         return packed
 
-    @property
-    def pack_row(self) -> Callable[[WireRow], bytes]:
-        """``pack`` for a loop over many rows: for msgpack, the C encoder itself, without
-        a Python call around each row."""
-        packer: Callable[[WireRow], bytes] = self.pack if self.json else self._packer.pack
-        return packer
+    def pack_parsed(self, rows: list[WireRow]) -> list[bytes]:
+        """Encode the rows of parsers, which hold only JSON types and Levels, one by one.
+
+        For msgpack, msgspec's encoder runs over the list in C: it writes the same bytes
+        as ``pack`` for such rows (a property test checks) in half the time. It refuses an
+        integer beyond 64 bits (a parser makes one of a long digit run), which ``pack``
+        writes as text: then the list goes through ``pack``.
+        """
+        if not self.json:
+            try:
+                return list(map(self._encode_parsed, rows))
+            except OverflowError:
+                pass
+        return list(map(self.pack, rows))
 
     def envelope(self, rows: Sequence[bytes | memoryview], count: int | None = None) -> bytes:
         """Return the body of a batch of encoded rows (``count`` of them, when items hold several)."""

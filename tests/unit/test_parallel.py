@@ -139,3 +139,19 @@ def test_a_block_keeps_source_order_within_each_routing_key() -> None:
         record = json.loads(line)
         expected.setdefault(f"{record['service'].lower()}.{record['level']}", []).append(i)
     assert messages == expected
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_number_beyond_64_bits_travels_as_text(tmp_path: Path, workers: int) -> None:
+    """msgspec's encoder refuses such an integer (an access log's byte count can be any
+    run of digits); the rows it was in go through msgpack's, which writes it as text."""
+    huge = "9" * 30
+    line = f'10.0.0.1 - - [27/Nov/2026:11:32:10 +0000] "GET / HTTP/1.1" 200 {huge} "-" "curl/8"\n'
+    plain = '{"level":"info","msg":"plain"}\n'
+    path = tmp_path / "huge.log"
+    path.write_text((plain * 999 + line) * (2 * MIN_BACKLOG_BYTES // (32 * 999 + len(line)) + 1))
+
+    got = _shipped(path, workers, "msgpack")
+
+    assert {r.attrs.get("bytes") for r in got} == {None, huge}
+    assert len(got) == path.read_text().count("\n")
