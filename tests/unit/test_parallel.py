@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from logctl.config import Settings
-from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, parse_block
+from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, BlockPool, parse_block
 from logctl.records import LogRecord, record_of, record_to_dict
 from logctl.shipper import ShipOptions, ship
 
@@ -155,3 +155,37 @@ def test_a_number_beyond_64_bits_travels_as_text(tmp_path: Path, workers: int) -
 
     assert {r.attrs.get("bytes") for r in got} == {None, huge}
     assert len(got) == path.read_text().count("\n")
+
+
+def test_blocks_and_rows_too_big_for_the_shared_buffers_take_the_pipe(tmp_path: Path) -> None:
+    """A block travels in a 4 MiB shared buffer and its rows come back in it when they fit.
+    Here one block holds a 5 MiB line, and short lines make rows 20 times their size:
+    both go through the pipe instead, with the records of a single process."""
+    lines = [b"x"] * 600_000  # 1.2 MB of lines, 25 MB of rows
+    lines.append(b'{"level":"warn","msg":"long","pad":"' + b"p" * (5 << 20) + b'"}')
+    lines.extend(f'{{"level":"info","msg":"after {i}"}}'.encode() for i in range(50_000))
+    path = tmp_path / "big-and-small.log"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    alone = _shipped(path, 0, "msgpack", max_line_bytes=8 << 20)
+    pooled = _shipped(path, 2, "msgpack", max_line_bytes=8 << 20)
+
+    assert len(alone) == len(lines)
+    assert {r.id: _comparable(r) for r in pooled} == {r.id: _comparable(r) for r in alone}
+
+
+def test_a_pool_abandoned_mid_round_parses_the_next_round_right() -> None:
+    """Closing parse() early (ship stopping) leaves jobs running in workers that still
+    write in their shared buffers: those must not be handed to the next round's jobs."""
+    line = '{{"time":"2026-11-27T11:32:10Z","level":"info","msg":"{}"}}\n'
+    block = "".join(line.format(i) for i in range(40_000)).encode()
+    jobs = [BlockJob(block, n * len(block), "p", "svc", 1 << 20, "msgpack") for n in range(8)]
+    expected = [parse_block(job) for job in jobs]
+    pool = BlockPool(2)
+    try:
+        first = pool.parse(iter(jobs), lambda: None)
+        next(first)
+        first.close()  # three jobs still in flight
+        assert [result for _job, result in pool.parse(iter(jobs), lambda: None)] == expected
+    finally:
+        pool.close()
