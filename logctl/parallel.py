@@ -219,6 +219,10 @@ def _parse_shared(task: _SharedJob) -> BlockResult | _SharedRows:
     return _SharedRows(dataclasses.replace(result, rows={}), spans)
 
 
+def _started() -> None:
+    """A job that only makes a worker start (and import this module)."""
+
+
 class BlockPool:
     """Worker processes for ``parse_block``; started on first use, results in order."""
 
@@ -234,7 +238,7 @@ class BlockPool:
         Two jobs per worker are kept in flight, topped up before a result is yielded, so
         the workers parse while the caller takes a result in.
         """
-        executor = self._start()
+        executor = self.start()
         queued = iter(jobs)
         in_flight: deque[_InFlight] = deque()
         try:
@@ -257,7 +261,13 @@ class BlockPool:
         finally:
             self._abandon(in_flight)
 
-    def _start(self) -> ProcessPoolExecutor:
+    def start(self) -> ProcessPoolExecutor:
+        """Start the workers, if not yet started; parse() starts them too.
+
+        Ship calls this before it connects when a file is far behind: the workers'
+        start-up (an interpreter and the parser's imports each, about 0.1 s) then
+        overlaps the connection instead of delaying the first block.
+        """
         if self._executor is None:
             # spawn, not fork: the main process holds broker sockets and threads.
             context = multiprocessing.get_context("spawn")
@@ -270,6 +280,8 @@ class BlockPool:
                 shared_memory.SharedMemory(create=True, size=_BUFFER_BYTES) for _ in range(2 * self.workers)
             ]
             self._free = list(self._buffers)
+            for _ in range(self.workers):  # the executor starts a process per job it cannot give an idle one
+                self._executor.submit(_started)
         return self._executor
 
     def _submit(self, executor: ProcessPoolExecutor, job: BlockJob) -> _InFlight:

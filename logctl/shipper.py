@@ -190,7 +190,9 @@ class Shipper:
         make_output: Callable[[Callable[[object], None]], Output],
         store: CheckpointStore | None,
         notify: Notify,
+        pool: BlockPool | None = None,
     ) -> None:
+        """``pool``: parse workers already started (see ship()); by default, its own."""
         self.options = options
         self.store = store
         self.notify = notify
@@ -201,7 +203,9 @@ class Shipper:
         self.stdin: StdinSource | None = None
         self._batches: dict[str, Batch] = {}
         self._packer = RowPacker(options.serializer)
-        self._pool = BlockPool(options.workers) if options.workers > 0 else None
+        if pool is None and options.workers > 0:
+            pool = BlockPool(options.workers)
+        self._pool = pool
         self._stop: Callable[[], bool] = lambda: False
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
         self._truncated: list[_Copyable] = []  # content gone from its file, maybe kept in a copy
@@ -732,6 +736,23 @@ def _connect(broker: Broker, follow: bool, stop: Callable[[], bool], notify: Not
         notify("connected to broker")
 
 
+def _started_pool(options: ShipOptions) -> BlockPool | None:
+    """Parse workers, started, if a file given is big enough for them to be used.
+
+    Its size is a guess at its backlog (a checkpoint may say it was shipped already);
+    a wrong guess costs two idle processes, which a file catching up later starts anyway.
+    """
+    if options.workers <= 0:
+        return None
+    for path in expand([p for p in options.paths if p != "-"], options.exclude):
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) >= MIN_BACKLOG_BYTES:
+                pool = BlockPool(options.workers)
+                pool.start()
+                return pool
+    return None
+
+
 def ship(
     settings: Settings,
     options: ShipOptions,
@@ -749,6 +770,9 @@ def ship(
         if has_files:
             stack.enter_context(state_lock(settings.state_dir))
         store = CheckpointStore(settings.state_dir) if has_files else None
+        pool = _started_pool(options)  # its workers start up while ship connects
+        if pool is not None:
+            stack.callback(pool.close)
         broker = stack.enter_context(contextlib.closing(Broker(settings, notify)))
         _connect(broker, options.follow, stop, notify)
         declare_topology(broker, topology_of(settings))
@@ -756,4 +780,4 @@ def ship(
         def make_output(confirm: Callable[[object], None]) -> Output:
             return Publisher(broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop)
 
-        return Shipper(options, make_output, store, notify).run(stop)
+        return Shipper(options, make_output, store, notify, pool).run(stop)
