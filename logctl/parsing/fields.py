@@ -27,9 +27,13 @@ for _level, _words in {
 SYSLOG_SEVERITY = (Level.FATAL, Level.FATAL, Level.FATAL, Level.ERROR, Level.WARN, Level.INFO, Level.INFO, Level.DEBUG)
 
 
+# The words as loggers mostly write them (lower, UPPER, Title case): found as they are.
+_LEVEL_AS_WRITTEN = {form: level for word, level in _LEVEL_WORDS.items() for form in (word, word.upper(), word.title())}
+
+
 def level_from_word(word: str) -> Level | None:
     """Return the Level a logger meant by ``word`` (any case, synonyms and abbreviations)."""
-    return _LEVEL_WORDS.get(word.strip().lower())
+    return _LEVEL_AS_WRITTEN.get(word) or _LEVEL_WORDS.get(word.strip().lower())
 
 
 def level_from_number(number: int) -> Level:
@@ -198,6 +202,9 @@ class Parsed(msgspec.Struct):
     service: str | None = None
     trace_id: str | None = None
     attrs: dict[str, Any] = {}  # msgspec copies a mutable default for each instance
+    # Whether a text format (not JSON or logfmt) took the line: with a time, its record
+    # takes the unrecognised lines below it (a stack trace, a wrapped message).
+    text: bool = False
 
 
 TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "t", "date", "datetime", "asctime", "@t", "eventTime")

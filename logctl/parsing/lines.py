@@ -88,7 +88,6 @@ class LineParser:
         self._headed = False
         self._flags: dict[str, Any] | None = None
         self._more: list[str] | None = None  # continuation lines
-        self._text_hit = False  # whether the last line that parsed was a text format
 
     @property
     def pending_start(self) -> int | None:
@@ -120,7 +119,6 @@ class LineParser:
         parse = self._parse
         count = len(lines)
         found: list[Parsed | None] = [None] * count
-        text_hits = [False] * count
         by_first: dict[str, list[int]] = {}
         for i, line in enumerate(lines):
             first = line[:1]
@@ -132,8 +130,7 @@ class LineParser:
             if first not in _CONTINUATION_FIRST:
                 for i in group:
                     found[i] = parse(lines[i])
-                    text_hits[i] = self._text_hit
-        for line, parsed, text_hit, (start, end) in zip(lines, found, text_hits, pairwise(bounds), strict=True):
+        for line, parsed, (start, end) in zip(lines, found, pairwise(bounds), strict=True):
             if parsed is None:
                 if self._parsed is not None and (self._headed or line[:1] in _CONTINUATION_FIRST or not line.strip()):
                     more = self._more
@@ -148,7 +145,7 @@ class LineParser:
                 parsed = Parsed(line)
                 headed = False
             else:
-                headed = text_hit and parsed.micros is not None
+                headed = parsed.text and parsed.micros is not None
             if self._parsed is not None:
                 ready.append((self._complete(), self.emitted_end))
             self._parsed = parsed
@@ -174,7 +171,6 @@ class LineParser:
         elif first not in _NOT_LOGFMT and _LOGFMT_START.match(line):
             parsed = parse_logfmt(line)
             if parsed is not None:
-                self._text_hit = False
                 return parsed
         return self._parse_text(line)
 
@@ -189,7 +185,7 @@ class LineParser:
             if found is not None:
                 parsed = build(found)
                 if parsed is not None:
-                    self._text_hit = True
+                    parsed.text = True
                     return parsed
         return None
 
@@ -200,7 +196,6 @@ class LineParser:
             return None
         if not isinstance(obj, dict):
             return None
-        self._text_hit = False
         inner = obj.get("log")
         if isinstance(inner, str) and "stream" in obj:
             return self._parse_docker(obj, inner.rstrip("\r\n"))

@@ -142,6 +142,7 @@ def _first_format_taking(line: str) -> Parsed | None:
         match = fmt.regex.match(line)
         parsed = fmt.build(match) if match else None
         if parsed is not None:
+            parsed.text = True  # as the parser marks what a text format took
             return parsed
     return None
 
