@@ -96,12 +96,12 @@ def now_utc() -> datetime:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+MICROSECOND = timedelta(microseconds=1)  # the wire's unit of time
 
 
 def micros_of(ts: datetime) -> int:
     """Return a time as microseconds since the epoch (the wire's form), exactly."""
-    return (ts - EPOCH) // _MICROSECOND  # timedelta arithmetic is integral: no float rounding
+    return (ts - EPOCH) // MICROSECOND  # timedelta arithmetic is integral: no float rounding
 
 
 # The times on the wire: what a datetime holds in any time zone (a day inside year 1 to

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from logctl.records import EPOCH, MAX_MICROS, MIN_MICROS, Level
+from logctl.records import EPOCH, MAX_MICROS, MICROSECOND, MIN_MICROS, Level
 
 _LEVEL_WORDS: dict[str, Level] = {}
 for _level, _words in {
@@ -94,7 +94,7 @@ def micros_from_epoch(value: float) -> int | None:
             return None
     except OverflowError:
         return None
-    return _in_range(delta // _MICROSECOND)  # rounded as datetime rounds, to the microsecond
+    return _in_range(delta // MICROSECOND)  # rounded as datetime rounds, to the microsecond
 
 
 # The microseconds of each whole second seen, by its text ("2026-11-27T11:32:10", or with a
@@ -103,7 +103,6 @@ def micros_from_epoch(value: float) -> int | None:
 _SECOND_MICROS: dict[str, int] = {}
 _WHOLE_SECOND = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d", re.ASCII)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def micros_from_iso(text: str) -> int | None:
@@ -120,8 +119,8 @@ def micros_from_iso(text: str) -> int | None:
             return second + ts.microsecond
         _remember_second(text[:19])
     # Aware times subtract across their offset: no astimezone, which overflows at the ends.
-    micros = (ts - (_NAIVE_EPOCH if zone is None else EPOCH)) // _MICROSECOND
-    return micros if MIN_MICROS <= micros <= MAX_MICROS else None
+    micros = (ts - (_NAIVE_EPOCH if zone is None else EPOCH)) // MICROSECOND
+    return _in_range(micros)
 
 
 def _remember_second(head: str) -> None:
@@ -129,7 +128,7 @@ def _remember_second(head: str) -> None:
     if not _WHOLE_SECOND.fullmatch(head):
         return
     try:
-        second = (datetime.fromisoformat(head) - _NAIVE_EPOCH) // _MICROSECOND
+        second = (datetime.fromisoformat(head) - _NAIVE_EPOCH) // MICROSECOND
     except ValueError:  # cannot happen for the head of a valid time; never let it stop a parse
         return
     if MIN_MICROS <= second <= MAX_MICROS - 999_999:
