@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from logctl.codec import decode_rows
 from logctl.errors import BadInput, BrokerUnreachable
@@ -116,15 +117,15 @@ class _Written:
 def consume(
     broker: Broker,
     topology: Topology,
-    sink: Sink,
+    sink: Sink[Any],
     options: ConsumeOptions,
     stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[ConsumeStats], None] = lambda _s: None,
 ) -> ConsumeStats:
     """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough.
 
-    The sink writes one batch in its own thread while the next is fetched and decoded
-    (SQLite and fsync release the GIL); a batch is acked only once its write returned.
+    The sink stores one batch in its own thread while the next is fetched, decoded and
+    prepared (see Sink); a batch is acked only once its store returned.
     """
     declare_topology(broker, topology)
     ensure_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
@@ -151,7 +152,7 @@ def consume(
                 batch = _collect(reader, options, stop)
                 if batch:
                     records, last_good = _decode_batch(batch, reader, stats)
-                    future = writer.submit(sink.write, records) if records else None
+                    future = writer.submit(sink.store, sink.prepare(records)) if records else None
                     written = _Written(future, last_good, len(batch), len(records))
                     if pending is not None:
                         settle(pending)

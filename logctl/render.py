@@ -57,8 +57,13 @@ def json_lines(objects: Iterable[dict[str, Any]]) -> bytearray:
 
 def write_json_lines(objects: Iterable[dict[str, Any]]) -> None:
     """Write one JSON object per line to stdout."""
+    write_stdout(json_lines(objects))
+
+
+def write_stdout(data: bytes | bytearray) -> None:
+    """Write bytes to stdout at once (flushed)."""
     out = sys.stdout.buffer
-    out.write(json_lines(objects))
+    out.write(data)
     out.flush()
 
 

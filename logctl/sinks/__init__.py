@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from logctl.errors import ConfigError
 from logctl.records import WireRow
 
+Prepared = TypeVar("Prepared")
 
-class Sink(Protocol):
-    """A place records are stored durably and idempotently (keyed on the record id)."""
 
-    def write(self, rows: list[WireRow]) -> int:
-        """Store records (as they travelled); durable when it returns. Returns how many were new."""
+class Sink(Protocol[Prepared]):
+    """A place records are stored durably and idempotently (keyed on the record id).
+
+    A batch is written in two steps, so that consume can run them side by side:
+    ``prepare`` turns records into what the sink writes (CPU work, in consume's main
+    thread), while the batch before is in ``store`` (the I/O, in the sink thread, where
+    SQLite and fsync let go of the GIL). Each step sees the batches in their order.
+    """
+
+    def prepare(self, rows: list[WireRow]) -> Prepared:
+        """Return a batch of records (as they travelled) in the form ``store`` writes."""
+        ...
+
+    def store(self, batch: Prepared) -> int:
+        """Store a prepared batch; durable when it returns. Returns how many records were new."""
         ...
 
     def close(self) -> None:
         """Release the sink's resources."""
         ...
+
+
+def write(sink: Sink[Any], rows: list[WireRow]) -> int:
+    """Prepare and store one batch; durable when it returns. Returns how many records were new."""
+    return sink.store(sink.prepare(rows))
 
 
 def unseen(rows: list[WireRow], seen: set[str]) -> list[WireRow]:
@@ -54,7 +71,7 @@ def sink_path(uri: str) -> Path:
     return Path(path).expanduser()
 
 
-def open_sink(uri: str) -> Sink:
+def open_sink(uri: str) -> Sink[Any]:
     """Open the sink a URI names; ConfigError for an unknown scheme."""
     scheme = urlsplit(uri).scheme if "://" in uri else uri
     if scheme == "sqlite":

@@ -48,14 +48,19 @@ class JsonFileSink:
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write file sink {path}: permission denied") from exc
 
-    def write(self, rows: list[WireRow]) -> int:
+    def prepare(self, rows: list[WireRow]) -> tuple[bytearray, int]:
+        """Return the JSON lines of the records not in the file yet, and how many they are."""
         new_rows = unseen(rows, self._seen)
-        view = memoryview(json_lines(json_record(*r) for r in new_rows))
+        return json_lines(json_record(*r) for r in new_rows), len(new_rows)
+
+    def store(self, batch: tuple[bytearray, int]) -> int:
+        data, count = batch
+        view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
-        if new_rows:
+        if count:
             os.fsync(self._fd)
-        return len(new_rows)
+        return count
 
     def close(self) -> None:
         os.close(self._fd)

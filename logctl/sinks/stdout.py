@@ -7,7 +7,7 @@ printed in an earlier run is out of its sight.
 from __future__ import annotations
 
 from logctl.records import WireRow, json_record
-from logctl.render import write_json_lines
+from logctl.render import json_lines, write_stdout
 from logctl.sinks import unseen
 
 RECENT_IDS = 1_000_000
@@ -19,12 +19,17 @@ class StdoutSink:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    def write(self, rows: list[WireRow]) -> int:
+    def prepare(self, rows: list[WireRow]) -> tuple[bytearray, int]:
+        """Return the JSON lines of the records not printed in this run yet, and how many they are."""
         new_rows = unseen(rows, self._seen)
-        write_json_lines(json_record(*r) for r in new_rows)
         if len(self._seen) > RECENT_IDS:
             self._seen.clear()
-        return len(new_rows)
+        return json_lines(json_record(*r) for r in new_rows), len(new_rows)
+
+    def store(self, batch: tuple[bytearray, int]) -> int:
+        data, count = batch
+        write_stdout(data)
+        return count
 
     def close(self) -> None:
         return None

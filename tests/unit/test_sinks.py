@@ -6,13 +6,18 @@ import json
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logctl.errors import ConfigError
 from logctl.records import Level, LogRecord, format_timestamp, record_to_dict, wire_row
-from logctl.sinks import Sink, open_sink
+from logctl.sinks import Sink, open_sink, write
+from logctl.sinks.sqlite import MOST_ROWS_PER_INSERT, chunks, rows_per_insert
 
 
 def make(i: int) -> LogRecord:
@@ -45,15 +50,58 @@ SINKS: dict[str, tuple[Callable[[Path], str], Callable[[Path], list[tuple[str, s
 @pytest.mark.parametrize("kind", SINKS)
 def test_sink_stores_each_record_once_across_reopen(kind: str, tmp_path: Path) -> None:
     uri, read = SINKS[kind][0](tmp_path), SINKS[kind][1]
-    sink: Sink = open_sink(uri)
-    assert sink.write([wire_row(make(i)) for i in range(100)]) == 100
-    assert sink.write([wire_row(make(i)) for i in range(50, 150)]) == 50
-    assert sink.write([wire_row(make(i)) for i in (150, 151, 150, 151, 152)]) == 3  # repeated within a batch
+    sink: Sink[Any] = open_sink(uri)
+    assert write(sink, [wire_row(make(i)) for i in range(100)]) == 100
+    assert write(sink, [wire_row(make(i)) for i in range(50, 150)]) == 50
+    assert write(sink, [wire_row(make(i)) for i in (150, 151, 150, 151, 152)]) == 3  # repeated within a batch
     sink.close()
     reopened = open_sink(uri)
-    assert reopened.write([wire_row(make(i)) for i in range(140, 160)]) == 7
+    assert write(reopened, [wire_row(make(i)) for i in range(140, 160)]) == 7
     reopened.close()
     assert read(tmp_path) == sorted((make(i).id, make(i).message) for i in range(160))
+
+
+@pytest.mark.parametrize("kind", SINKS)
+def test_sink_stores_batches_of_any_size_prepared_ahead_of_the_store_before(kind: str, tmp_path: Path) -> None:
+    """As consume runs them: the next batch is prepared while the one before is stored.
+
+    The sizes cross SQLite's rows per INSERT (4,096) on either side; the last batch
+    repeats records of the one prepared just before it, while that one is not stored yet.
+    """
+    uri, read = SINKS[kind][0](tmp_path), SINKS[kind][1]
+    sink: Sink[Any] = open_sink(uri)
+    sizes = [1, 4095, 4096, 4097, 8192 + 37, 0, 3]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    batches = [[wire_row(make(start + i)) for i in range(size)] for start, size in zip(starts, sizes, strict=True)]
+    # 2 records prepared but not stored yet, 3 stored, 1 new
+    batches.append([*batches[-1][-2:], *batches[4][-3:], wire_row(make(sum(sizes)))])
+    stored, prepared = [], sink.prepare(batches[0])
+    for batch in batches[1:]:
+        upcoming = sink.prepare(batch)
+        stored.append(sink.store(prepared))
+        prepared = upcoming
+    stored.append(sink.store(prepared))
+    sink.close()
+    assert stored == [*sizes, 1]
+    assert read(tmp_path) == sorted((make(i).id, make(i).message) for i in range(sum(sizes) + 1))
+
+
+def test_rows_per_insert_keeps_within_an_older_sqlites_parameter_limit() -> None:
+    db = sqlite3.connect(":memory:")
+    assert rows_per_insert(db) == MOST_ROWS_PER_INSERT
+    db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # SQLite before 3.32
+    assert rows_per_insert(db) == 128  # 999 // 7 = 142, down to a power of two
+    db.close()
+
+
+@given(st.integers(0, 20_000), st.sampled_from([1, 2, 128, 4096]))
+def test_chunks_cover_a_batch_in_order_with_few_sizes(count: int, most: int) -> None:
+    pieces = list(chunks(count, most))
+    starts, sizes = [start for start, _ in pieces], [size for _, size in pieces]
+    assert starts == list(accumulate(sizes, initial=0))[:-1]  # each starts where the one before ended
+    assert sum(sizes) == count
+    assert all(size <= most and size & (size - 1) == 0 for size in set(sizes))  # powers of two
+    assert len(pieces) <= count // most + most.bit_length()
 
 
 def test_sinks_store_what_the_record_shows(tmp_path: Path) -> None:
@@ -61,7 +109,7 @@ def test_sinks_store_what_the_record_shows(tmp_path: Path) -> None:
     records = [make(i) for i in (0, 1, 999_999)]
     file_sink, db_sink = open_sink(f"file://{tmp_path / 'x.jsonl'}"), open_sink(f"sqlite:///{tmp_path / 'x.db'}")
     for sink in (file_sink, db_sink):
-        sink.write([wire_row(r) for r in records])
+        write(sink, [wire_row(r) for r in records])
         sink.close()
     lines = [json.loads(line) for line in (tmp_path / "x.jsonl").read_text().splitlines()]
     assert lines == [record_to_dict(r) for r in records]
@@ -76,20 +124,20 @@ def test_sinks_store_what_the_record_shows(tmp_path: Path) -> None:
 def test_file_sink_cuts_a_torn_last_line_left_by_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     sink = open_sink(f"file://{path}")
-    sink.write([wire_row(make(1))])
+    write(sink, [wire_row(make(1))])
     sink.close()
     with path.open("ab") as fh:
         fh.write(b'{"id": "src-0000000')
     sink = open_sink(f"file://{path}")
-    assert sink.write([wire_row(make(2))]) == 1
+    assert write(sink, [wire_row(make(2))]) == 1
     sink.close()
     assert [r[0] for r in read_jsonl(path)] == [make(1).id, make(2).id]
 
 
 def test_stdout_sink_drops_duplicates_within_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     sink = open_sink("stdout")
-    assert sink.write([wire_row(make(1)), wire_row(make(2))]) == 2
-    assert sink.write([wire_row(make(2))]) == 0
+    assert write(sink, [wire_row(make(1)), wire_row(make(2))]) == 2
+    assert write(sink, [wire_row(make(2))]) == 0
 
 
 def test_unknown_scheme_is_a_config_error() -> None:
