@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Annotated, Any, Literal, cast, get_args
 
 import msgpack
 import msgspec
@@ -90,26 +91,34 @@ def encode(records: Sequence[LogRecord], serializer: str = "msgpack") -> tuple[b
     return packer.envelope([packer.pack(wire_row(r)) for r in records]), packer.content_type
 
 
-def _check(row: object) -> WireRow:
-    # Exact type checks (msgpack and orjson only ever make these types): cheaper than isinstance.
-    if type(row) is not list or len(row) != 7:
-        raise BadInput("record is not a 7-element array")
-    rid, micros, level, service, message, trace_id, attrs = row
-    if type(rid) is not str or type(micros) is not int or level not in LEVEL_OF_NAME:
-        raise BadInput("record has a bad id, timestamp or level")
-    if type(service) is not str or type(message) is not str or type(attrs) is not dict:
-        raise BadInput("record has a bad service, message or attrs")
-    if trace_id is not None and type(trace_id) is not str:
-        raise BadInput("record has a bad trace_id")
-    if not MIN_MICROS <= micros <= MAX_MICROS:
-        raise BadInput("record timestamp out of range")
-    return row
+# The envelope as a type msgspec checks while it decodes, in C: a third of the time of
+# msgpack's decoding and a check of each row in Python (consume, tail and replay decode
+# every record). Rows come out as tuples, their levels as text.
+LevelName = Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
+if set(get_args(LevelName)) != set(LEVEL_OF_NAME):
+    raise AssertionError("LevelName is not the names of Level")
+_Row = tuple[
+    str,  # id
+    Annotated[int, msgspec.Meta(ge=MIN_MICROS, le=MAX_MICROS)],  # time
+    LevelName,
+    str,  # service
+    str,  # message
+    str | None,  # trace_id
+    dict[Any, Any],  # attrs: keys of any type, as msgpack allows (see records.json_bytes)
+]
 
 
-def _envelope_rows(envelope: object) -> list[WireRow]:
-    if not isinstance(envelope, dict) or envelope.get("v") != VERSION or not isinstance(envelope.get("records"), list):
-        raise BadInput(f"not a logctl v{VERSION} envelope")
-    return [_check(row) for row in envelope["records"]]
+class _Envelope(msgspec.Struct):
+    v: Literal[1]  # VERSION
+    records: list[_Row]
+
+
+def _rows(envelope: _Envelope) -> list[WireRow]:
+    return cast("list[WireRow]", envelope.records)  # a _Row is a WireRow; list[] is invariant
+
+
+_decode_msgpack = msgspec.msgpack.Decoder(_Envelope).decode
+_decode_json = msgspec.json.Decoder(_Envelope).decode
 
 
 def decode_foreign(body: bytes, message_id: str | None = None) -> WireRow:
@@ -135,10 +144,10 @@ def decode_rows(body: bytes, content_type: str | None, message_id: str | None = 
     """Return the checked wire rows of one AMQP message body; BadInput if it claims to be ours and is not."""
     try:
         if content_type == MSGPACK_TYPE:
-            return _envelope_rows(msgpack.unpackb(body, raw=False, strict_map_key=False))
+            return _rows(_decode_msgpack(body))
         if content_type == JSON_TYPE:
-            return _envelope_rows(orjson.loads(body))
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
+            return _rows(_decode_json(body))
+    except (ValueError, RecursionError) as exc:  # msgspec's errors are ValueErrors; nesting too deep
         raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
     return [decode_foreign(body, message_id)]
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 
 class Level(StrEnum):
@@ -153,11 +155,11 @@ def json_record(
 
 
 # A record as parsers make it and as it travels: [id, ts, level, service, message,
-# trace_id, attrs], ``ts`` in microseconds since the epoch. A list, not a LogRecord: ship
-# makes one per line, and msgpack encodes a list as it is (codec.py checks rows that
-# arrive). Parsers put a Level in ``level``, rows decoded from the wire its text: Level is
-# a str enum, so both read as text.
-WireRow = list[Any]
+# trace_id, attrs], ``ts`` in microseconds since the epoch. A sequence, not a LogRecord:
+# ship makes a list per line, which msgpack encodes as it is; rows decoded from the wire
+# (and checked, codec.py) are tuples. Parsers put a Level in ``level``, decoded rows its
+# text: Level is a str enum, so both read as text.
+WireRow = Sequence[Any]
 ROW_LEVEL, ROW_SERVICE = 2, 3
 
 LEVEL_OF_NAME = {lvl.value: lvl for lvl in Level}
@@ -173,6 +175,34 @@ def record_of(row: WireRow) -> LogRecord:
     """Return the record of a (checked) wire row."""
     rid, micros, level, service, message, trace_id, attrs = row
     return LogRecord(rid, EPOCH + timedelta(0, 0, micros), LEVEL_OF_NAME[level], service, message, trace_id, attrs)
+
+
+def json_bytes(value: Any, option: int = 0) -> bytes:
+    """Return ``orjson.dumps(value)`` of a record's parts; what JSON cannot hold is made text.
+
+    A record from the wire may hold what no parser makes: map keys that are not text
+    (msgpack allows any key) or maps nested deeper than orjson goes. Such a record is
+    stored and shown with those keys and parts as text, rather than stopping consume or
+    tail at it again and again. Other values orjson does not know are text too.
+    """
+    try:
+        return orjson.dumps(value, default=str, option=option)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_jsonable(value, 0), default=str, option=option)
+
+
+_JSON_DEPTH = 200  # orjson stops at 255 levels of nesting
+
+
+def _jsonable(value: Any, depth: int) -> Any:
+    """Return ``value`` with every map key made text, and what nests too deep as its text."""
+    if isinstance(value, dict | list | tuple) and depth >= _JSON_DEPTH:
+        return str(value)
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else str(key): _jsonable(v, depth + 1) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, depth + 1) for v in value]
+    return value
 
 
 def record_to_dict(record: LogRecord) -> dict[str, Any]:

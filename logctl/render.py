@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from logctl.records import WireRow, format_micros, json_record
+from logctl.records import WireRow, format_micros, json_bytes, json_record
 
 
 class OutputMode(StrEnum):
@@ -51,7 +51,10 @@ def json_lines(objects: Iterable[dict[str, Any]]) -> bytearray:
     data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for obj in objects:
-        data += dumps(obj, default=str, option=newline)
+        try:
+            data += dumps(obj, default=str, option=newline)
+        except orjson.JSONEncodeError:
+            data += json_bytes(obj, newline)  # the rare record with parts JSON cannot hold
     return data
 
 

@@ -8,10 +8,8 @@ from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
 
-import orjson
-
 from logctl.errors import ConfigError, PermissionDenied
-from logctl.records import WireRow, format_micros
+from logctl.records import WireRow, format_micros, json_bytes
 
 COLUMNS = 7
 # Rows per INSERT statement at most. executemany steps the statement once per row and
@@ -53,9 +51,8 @@ class SqliteSink:
 
     def prepare(self, rows: list[WireRow]) -> list[tuple[str, tuple[object, ...]]]:
         """Return the INSERT statements (text and parameters) that store these records."""
-        dumps = orjson.dumps
         values = [
-            (rid, format_micros(micros), level, service, message, trace_id, dumps(attrs, default=str).decode())
+            (rid, format_micros(micros), level, service, message, trace_id, json_bytes(attrs).decode())
             for rid, micros, level, service, message, trace_id, attrs in rows
         ]
         return [

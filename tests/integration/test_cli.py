@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import amqp
+import msgpack
 import pytest
 from typer.testing import CliRunner
 
@@ -120,6 +121,35 @@ def _publish_raw(env: Env, body: bytes, content_type: str, routing_key: str = "x
     ch.confirm_select()
     ch.basic_publish(amqp.Message(body, content_type=content_type), exchange=env.exchange, routing_key=routing_key)
     conn.close()
+
+
+def test_a_batch_whose_attrs_json_cannot_hold_is_stored_and_consume_goes_on(env: Env, tmp_path: Path) -> None:
+    """msgpack allows map keys of any type. Such a batch once stopped consume (exit 1) at
+    every start, as it came back each time; now its keys are stored as text."""
+    db, jsonl = tmp_path / "out.db", tmp_path / "out.jsonl"
+    for sink in (f"sqlite:///{db}", f"file://{jsonl}"):
+        queue = ["--queue", f"{env.exchange}.{sink[:4]}"]
+        first = run_logctl(["consume", *queue, "--exit-when-idle", "0.5s", "--sink", "stdout"], env)  # binds it
+        assert first.returncode == 0, first.stderr
+    rows = [
+        ["odd-1", 1_795_000_000_000_000, "INFO", "api", "int key", None, {1: "one"}],
+        ["odd-2", 1_795_000_000_000_000, "INFO", "api", "nested", None, {"k": {None: [True]}}],
+        ["odd-3", 1_795_000_000_000_000, "INFO", "api", "plain", None, {"k": "v"}],
+    ]
+    _publish_raw(env, msgpack.packb({"v": 1, "records": rows}), MSGPACK_TYPE)
+    for sink in (f"sqlite:///{db}", f"file://{jsonl}"):
+        queue = ["--queue", f"{env.exchange}.{sink[:4]}"]
+        result = run_logctl(["consume", *queue, "--exit-when-idle", "1s", "--sink", sink], env)
+        assert result.returncode == 0, result.stderr
+        assert "stored=3" in result.stderr and "dead_lettered=0" in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select message, attrs from records order by id").fetchall() == [
+            ("int key", '{"1":"one"}'),
+            ("nested", '{"k":{"None":[true]}}'),
+            ("plain", '{"k":"v"}'),
+        ]
+    stored = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["attrs"] for r in stored] == [{"1": "one"}, {"k": {"None": [True]}}, {"k": "v"}]
 
 
 def test_undecodable_message_is_dead_lettered_and_foreign_text_is_stored(env: Env, tmp_path: Path) -> None:
