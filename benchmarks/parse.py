@@ -54,12 +54,14 @@ def micros_per_line(lines: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--interleaved-only", action="store_true", help="only the first row (run.py's machine check)")
     opts = parser.parse_args()
     lines = list(synthetic_lines(opts.lines, 100))
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)  # as in a parse worker
     rows = [("all five, interleaved", micros_per_line(lines))]
-    rows += [(name, micros_per_line(lines[i :: len(FORMATS)])) for i, name in enumerate(FORMATS)]
+    if not opts.interleaved_only:
+        rows += [(name, micros_per_line(lines[i :: len(FORMATS)])) for i, name in enumerate(FORMATS)]
     print(f"{opts.lines:,} lines of about 100 bytes; parse_block on one core (best of 3)\n")
     for name, micros in rows:
         print(f"{name:<24} {micros:6.2f} us/line  {1e6 / micros:>9,.0f} lines/s")

@@ -12,6 +12,8 @@
 5. ``logctl tail --output json`` keeping up with a fast publisher.
 
 Before each measurement the script waits for a local RabbitMQ to be idle (see settle()).
+First it prints how fast this machine parses right now against the README's run (see
+machine_check()): this machine's speed moves a lot from day to day.
 """
 
 from __future__ import annotations
@@ -308,6 +310,29 @@ def big_file(path: Path, gigabytes: float, lines: int, work: Path) -> tuple[str,
     )
 
 
+# What benchmarks/parse.py gave on the day of the README's table: update them together.
+README_PARSE_MICROS = 4.39
+
+
+def machine_check() -> str:
+    """How fast this machine runs logctl's parser right now, against the README's run.
+
+    The same machine runs pure Python at very different speeds from day to day (its
+    neighbours): figures of two runs compare only as far as this line does.
+    """
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "parse.py"), "--interleaved-only", "--lines", "100000"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found = re.search(r"interleaved\s+([\d.]+) us/line", out)
+    assert found is not None, out
+    micros = float(found.group(1))
+    return (
+        f"machine: parse_block on one core {micros:.2f} us/line (benchmarks/parse.py), "
+        f"{README_PARSE_MICROS / micros:.0%} of the speed of the README's run"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
@@ -328,6 +353,7 @@ def main() -> None:
     env = {**os.environ, "LOGCTL_EXCHANGE": exchange, "LOGCTL_STATE_DIR": str(work / "state"), "NO_COLOR": "1"}
     rows: list[tuple[str, str, str]] = []
     print(f"{opts.lines:,} lines ({size_mb:.0f} MB) of mixed formats; RabbitMQ on 127.0.0.1, quorum queues", flush=True)
+    print(machine_check(), flush=True)
 
     ship, low, high, rss = ship_runs(path, opts.lines, env, opts.ship_runs)
     spread = f"; {low:,.0f}-{high:,.0f} in {opts.ship_runs} runs" if opts.ship_runs > 1 else ""
