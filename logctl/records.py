@@ -181,9 +181,10 @@ def json_bytes(value: Any, option: int = 0) -> bytes:
     """Return ``orjson.dumps(value)`` of a record's parts; what JSON cannot hold is made text.
 
     A record from the wire may hold what no parser makes: map keys that are not text
-    (msgpack allows any key) or maps nested deeper than orjson goes. Such a record is
-    stored and shown with those keys and parts as text, rather than stopping consume or
-    tail at it again and again. Other values orjson does not know are text too.
+    (msgpack allows any key), integers beyond 64 bits (JSON bodies may hold them) or maps
+    nested deeper than orjson goes. Such a record is stored and shown with those parts
+    as text, rather than stopping consume or tail at it again and again. Other values
+    orjson does not know are text too.
     """
     try:
         return orjson.dumps(value, default=str, option=option)
@@ -192,11 +193,14 @@ def json_bytes(value: Any, option: int = 0) -> bytes:
 
 
 _JSON_DEPTH = 200  # orjson stops at 255 levels of nesting
+_JSON_INTS = range(-(2**63), 2**64)  # what orjson writes as numbers
 
 
 def _jsonable(value: Any, depth: int) -> Any:
-    """Return ``value`` with every map key made text, and what nests too deep as its text."""
+    """Return ``value`` with every map key made text, and big integers and what nests too deep as text."""
     if isinstance(value, dict | list | tuple) and depth >= _JSON_DEPTH:
+        return str(value)
+    if isinstance(value, int) and value not in _JSON_INTS:
         return str(value)
     if isinstance(value, dict):
         return {key if isinstance(key, str) else str(key): _jsonable(v, depth + 1) for key, v in value.items()}

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from logctl.cli import app
-from logctl.codec import MSGPACK_TYPE
+from logctl.codec import JSON_TYPE, MSGPACK_TYPE
 from tests.conftest import Env, run_logctl
 
 pytestmark = pytest.mark.integration
@@ -124,8 +124,9 @@ def _publish_raw(env: Env, body: bytes, content_type: str, routing_key: str = "x
 
 
 def test_a_batch_whose_attrs_json_cannot_hold_is_stored_and_consume_goes_on(env: Env, tmp_path: Path) -> None:
-    """msgpack allows map keys of any type. Such a batch once stopped consume (exit 1) at
-    every start, as it came back each time; now its keys are stored as text."""
+    """msgpack allows map keys of any type, and JSON integers beyond 64 bits. Such a batch
+    once stopped consume (exit 1) at every start, as it came back each time; now those
+    parts are stored as text."""
     db, jsonl = tmp_path / "out.db", tmp_path / "out.jsonl"
     for sink in (f"sqlite:///{db}", f"file://{jsonl}"):
         queue = ["--queue", f"{env.exchange}.{sink[:4]}"]
@@ -134,9 +135,10 @@ def test_a_batch_whose_attrs_json_cannot_hold_is_stored_and_consume_goes_on(env:
     rows = [
         ["odd-1", 1_795_000_000_000_000, "INFO", "api", "int key", None, {1: "one"}],
         ["odd-2", 1_795_000_000_000_000, "INFO", "api", "nested", None, {"k": {None: [True]}}],
-        ["odd-3", 1_795_000_000_000_000, "INFO", "api", "plain", None, {"k": "v"}],
     ]
     _publish_raw(env, msgpack.packb({"v": 1, "records": rows}), MSGPACK_TYPE)
+    big = b'{"v":1,"records":[["odd-3",1795000000000000,"INFO","api","big int",null,{"n":%d}]]}' % 2**70
+    _publish_raw(env, big, JSON_TYPE)
     for sink in (f"sqlite:///{db}", f"file://{jsonl}"):
         queue = ["--queue", f"{env.exchange}.{sink[:4]}"]
         result = run_logctl(["consume", *queue, "--exit-when-idle", "1s", "--sink", sink], env)
@@ -146,10 +148,10 @@ def test_a_batch_whose_attrs_json_cannot_hold_is_stored_and_consume_goes_on(env:
         assert conn.execute("select message, attrs from records order by id").fetchall() == [
             ("int key", '{"1":"one"}'),
             ("nested", '{"k":{"None":[true]}}'),
-            ("plain", '{"k":"v"}'),
+            ("big int", f'{{"n":"{2**70}"}}'),
         ]
     stored = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [r["attrs"] for r in stored] == [{"1": "one"}, {"k": {"None": [True]}}, {"k": "v"}]
+    assert [r["attrs"] for r in stored] == [{"1": "one"}, {"k": {"None": [True]}}, {"n": str(2**70)}]
 
 
 def test_undecodable_message_is_dead_lettered_and_foreign_text_is_stored(env: Env, tmp_path: Path) -> None:

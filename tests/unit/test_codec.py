@@ -95,3 +95,12 @@ def test_attrs_keys_that_json_cannot_hold_are_kept_and_shown_as_text() -> None:
     assert shown["1"] == "one" and shown["None"] == {"2.5": [True]}
     assert isinstance(json.loads(json_lines([{"attrs": row[6]}]))["attrs"]["deep"]["d"], dict)
     assert json_bytes({"plain": [1, 2]}) == b'{"plain":[1,2]}'
+
+
+def test_an_integer_beyond_64_bits_in_a_json_body_is_kept_and_shown_as_text() -> None:
+    big = 123_456_789_012_345_678_901_234_567_890
+    body = b'{"v":1,"records":[["a",1795000000000000,"INFO","api","m",null,{"n":%d,"l":[%d]}]]}' % (big, -big)
+    (row,) = decode_rows(body, JSON_TYPE)
+    assert row[6] == {"n": big, "l": [-big]}
+    assert json.loads(json_bytes(row[6])) == {"n": str(big), "l": [str(-big)]}
+    assert json_bytes({"edge": [2**64 - 1, -(2**63)]}) == b'{"edge":[18446744073709551615,-9223372036854775808]}'
