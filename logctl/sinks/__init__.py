@@ -7,7 +7,8 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from logctl.errors import ConfigError
-from logctl.records import WireRow
+from logctl.records import WireRow, json_record
+from logctl.render import json_lines
 
 Prepared = TypeVar("Prepared")
 
@@ -55,6 +56,12 @@ def unseen(rows: list[WireRow], seen: set[str]) -> list[WireRow]:
             seen.add(r[0])
             fresh.append(r)
     return fresh
+
+
+def unseen_json_lines(rows: list[WireRow], seen: set[str]) -> tuple[bytearray, int]:
+    """Return the JSON lines of the records whose ids are not in ``seen`` (see unseen), and their count."""
+    new_rows = unseen(rows, seen)
+    return json_lines(json_record(*r) for r in new_rows), len(new_rows)
 
 
 def default_sink_uri(state_dir: Path) -> str:

@@ -12,9 +12,8 @@ from pathlib import Path
 import orjson
 
 from logctl.errors import PermissionDenied
-from logctl.records import WireRow, json_record
-from logctl.render import json_lines
-from logctl.sinks import unseen
+from logctl.records import WireRow
+from logctl.sinks import unseen_json_lines
 
 
 def _existing_ids(path: Path) -> set[str]:
@@ -50,8 +49,7 @@ class JsonFileSink:
 
     def prepare(self, rows: list[WireRow]) -> tuple[bytearray, int]:
         """Return the JSON lines of the records not in the file yet, and how many they are."""
-        new_rows = unseen(rows, self._seen)
-        return json_lines(json_record(*r) for r in new_rows), len(new_rows)
+        return unseen_json_lines(rows, self._seen)
 
     def store(self, batch: tuple[bytearray, int]) -> int:
         data, count = batch

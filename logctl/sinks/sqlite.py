@@ -102,4 +102,4 @@ def rows_per_insert(db: sqlite3.Connection) -> int:
 
 @functools.cache
 def _insert_sql(rows: int) -> str:
-    return "INSERT OR IGNORE INTO records VALUES " + ",".join(["(?,?,?,?,?,?,?)"] * rows)
+    return "INSERT OR IGNORE INTO records VALUES " + ",".join([f"({','.join('?' * COLUMNS)})"] * rows)

@@ -6,9 +6,9 @@ printed in an earlier run is out of its sight.
 
 from __future__ import annotations
 
-from logctl.records import WireRow, json_record
-from logctl.render import json_lines, write_stdout
-from logctl.sinks import unseen
+from logctl.records import WireRow
+from logctl.render import write_stdout
+from logctl.sinks import unseen_json_lines
 
 RECENT_IDS = 1_000_000
 
@@ -21,10 +21,10 @@ class StdoutSink:
 
     def prepare(self, rows: list[WireRow]) -> tuple[bytearray, int]:
         """Return the JSON lines of the records not printed in this run yet, and how many they are."""
-        new_rows = unseen(rows, self._seen)
+        prepared = unseen_json_lines(rows, self._seen)
         if len(self._seen) > RECENT_IDS:
             self._seen.clear()
-        return json_lines(json_record(*r) for r in new_rows), len(new_rows)
+        return prepared
 
     def store(self, batch: tuple[bytearray, int]) -> int:
         data, count = batch
