@@ -47,6 +47,7 @@ class ShipOptions:
     paths: tuple[str, ...]
     follow: bool = True
     service: str | None = None
+    source_id: str | None = None  # stdin's name, for ids stable across runs (see StdinSource)
     batch_size: int = 2048
     linger_s: float = 0.2
     serializer: str = "msgpack"
@@ -212,7 +213,7 @@ class Shipper:
         self._warned: set[str] = set()
         self._file_patterns = tuple(p for p in options.paths if p != "-")
         if "-" in options.paths:
-            self.stdin = StdinSource(options.service or "stdin", options.max_line_bytes)
+            self.stdin = StdinSource(options.service or "stdin", options.max_line_bytes, options.source_id)
 
     # --- the loop --------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import select
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from itertools import accumulate
@@ -236,13 +237,20 @@ class Source:
 
 
 class StdinSource(Source):
-    """Standard input (or any pipe fd). Not resumable: no checkpoint."""
+    """Standard input (or any pipe fd). Not resumable: no checkpoint.
 
-    def __init__(self, service: str, max_line_bytes: int, fd: int = 0) -> None:
+    Record ids are the stream's name and byte offsets. Unnamed, a stream gets a new name
+    each run: two runs never share ids, so the sink keeps both even when they begin with
+    the same bytes (a cron job's banner). Named (``--source-id``), the same stream shipped
+    again under the same name stores nothing twice, e.g. after ship was killed mid-way.
+    """
+
+    def __init__(self, service: str, max_line_bytes: int, source_id: str | None = None, fd: int = 0) -> None:
         super().__init__(service, max_line_bytes)
         self.name = "-"
         self.fd = fd
-        self._head = b""
+        name = f"named:{source_id}" if source_id is not None else f"run:{uuid.uuid4().hex}"
+        self.start_parser(source_prefix(f"stdin:{name}".encode()), 0)
 
     def read(self, max_bytes: int) -> int:
         if self.eof:
@@ -253,27 +261,10 @@ class StdinSource(Source):
         data = os.read(self.fd, max_bytes)
         if not data:
             self.eof = True
-            if self.parser is None:
-                self._start(self._head)
-                self._head, data = b"", self._head
-                self.pos = len(data)
-                self.take(data)
             return 0
-        if self.parser is None:
-            # The id prefix comes from the stream's first line: the same bytes piped twice
-            # give the same ids. Hold the data until that line is complete.
-            self._head += data
-            newline = self._head.find(b"\n")
-            if newline < 0 and len(self._head) < FINGERPRINT_MAX:
-                return len(data)
-            self._start(self._head[: newline + 1] if newline >= 0 else self._head[:FINGERPRINT_MAX])
-            data, self._head = self._head, b""
         self.pos += len(data)
         self.take(data)
         return len(data)
-
-    def _start(self, first: bytes) -> None:
-        self.start_parser(source_prefix(b"stdin:" + self.service.encode() + b":" + first), 0)
 
 
 class FileSource(Source):

@@ -31,6 +31,7 @@ from logctl.units import parse_duration, parse_size
     epilog="Examples:\n\n"
     "  logctl ship /var/log/app/*.log\n\n"
     "  kubectl logs -f deploy/api | logctl ship - --service api\n\n"
+    "  zcat app.log.gz | logctl ship - --source-id app-2026-11-27   # safe to run again\n\n"
     "  logctl ship --no-follow --dry-run app.log | jq .level",
 )
 @edge
@@ -42,6 +43,12 @@ def ship_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Publish nothing; print the parsed records")] = False,
     status: Annotated[bool, typer.Option("--status", help="List known files, their confirmed offsets and lag")] = False,
     service: Annotated[str | None, typer.Option(help="Service for records that name none [default: file stem]")] = None,
+    source_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Name stdin's stream: shipped again under this name, it stores nothing twice [default: new each run]"
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(help="Records per message, which also stops at 4 MiB (env LOGCTL_BATCH_SIZE) [default: 2048]"),
@@ -90,10 +97,13 @@ def ship_cmd(
         return
     if not paths:
         raise ConfigError("give files, globs or - for stdin (see logctl ship --help)")
+    if source_id is not None and "-" not in paths:
+        raise ConfigError("--source-id names stdin's stream: give - as a path")
     options = ShipOptions(
         paths=tuple(paths),
         follow=follow,
         service=service,
+        source_id=source_id,
         batch_size=settings.batch_size,
         linger_s=settings.linger_ms / 1000,
         serializer=settings.serializer,

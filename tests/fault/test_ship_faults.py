@@ -312,3 +312,29 @@ def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(en
     assert result.returncode == 0, result.stderr
     numbers = sequence_numbers(env, tmp_path)
     assert_exactly_once(numbers, total)
+
+
+def test_stdin_killed_mid_stream_then_piped_again_under_its_source_id_stores_each_line_once(
+    env: Env, tmp_path: Path
+) -> None:
+    """stdin has no checkpoint: a named stream shipped again from the start is stored once."""
+    total = 40_000
+    cmd = [sys.executable, "-m", "logctl", "ship", "-", "--source-id", "nightly", "--linger-ms", "50"]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    for start in range(0, total // 2, 1000):  # half the stream, in bursts, with the pipe kept open
+        proc.stdin.write(numbered(start, start + 1000).encode())
+        proc.stdin.flush()
+        time.sleep(0.02)
+    time.sleep(1.0)  # let some batches be confirmed
+    proc.stdin.write(numbered(total // 2, total // 2 + 500).encode())
+    proc.stdin.flush()
+    proc.kill()  # while the last burst is being read, batched or published
+    proc.wait()
+    before = sequence_numbers(env, tmp_path)
+    assert 0 < len(before) < total, len(before)  # the kill landed part-way
+    again = run_logctl(["ship", "-", "--source-id", "nightly"], env, input=numbered(0, total))
+    assert again.returncode == 0, again.stderr
+    assert_exactly_once(sequence_numbers(env, tmp_path), total)

@@ -65,6 +65,7 @@ def test_dry_run_prints_records_as_json_lines(env: Env, tmp_path: Path) -> None:
         (["ship", "--no-follow", "README.md"], {"LOGCTL_URL": "http://nope"}, 3, "amqp://"),
         (["tail", "--level", "LOUD"], {}, 3, "--level"),
         (["ship"], {}, 3, "give files"),
+        (["ship", "--no-follow", "README.md", "--source-id", "x"], {}, 3, "give - as a path"),
     ],
 )
 def test_errors_are_one_line_with_a_distinct_exit_code(

@@ -103,6 +103,20 @@ def test_stdin_is_shipped_and_consumed_to_a_jsonl_file(env: Env, tmp_path: Path)
     assert set(records[0]) == {"id", "timestamp", "level", "service", "message", "trace_id", "attrs"}
 
 
+def test_two_stdin_runs_that_begin_with_the_same_line_are_both_stored(env: Env, tmp_path: Path) -> None:
+    # A cron job's output often starts with the same banner every night: the second
+    # night's lines must not be taken for the first night's and dropped by the sink.
+    for night in ("monday", "tuesday"):
+        lines = "starting nightly backup\n" + "".join(f"{night} step {i}\n" for i in range(100))
+        shipped = run_logctl(["ship", "-", "--service", "backup"], env, input=lines)
+        assert shipped.returncode == 0, shipped.stderr
+    db = tmp_path / "out.db"
+    consumed = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{db}"], env)
+    assert consumed.returncode == 0, consumed.stderr
+    expected = ["starting nightly backup"] * 2 + [f"{n} step {i}" for n in ("monday", "tuesday") for i in range(100)]
+    assert sorted(message for _id, _level, message in rows(db)) == sorted(expected)
+
+
 def test_records_published_before_any_consumer_queue_are_kept_not_dropped(env: Env, tmp_path: Path) -> None:
     env["LOGCTL_DEFAULT_QUEUE"] = "none"  # no queue bound at all: the alternate exchange must catch them
     log = tmp_path / "early.log"
