@@ -91,12 +91,12 @@ def chunks(count: int, most: int) -> Iterator[tuple[int, int]]:
         start += size
 
 
-def rows_per_insert(db: sqlite3.Connection) -> int:
+def rows_per_insert(db: sqlite3.Connection, columns: int = COLUMNS) -> int:
     """Return the most rows one INSERT takes here: a power of two, within SQLite's parameter limit.
 
     An older SQLite allows 999 parameters to a statement (3.32 and later 32,766).
     """
-    most = min(MOST_ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // COLUMNS)
+    most = min(MOST_ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // columns)
     return 1 << (max(most, 1).bit_length() - 1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -25,25 +26,32 @@ def append_numbered(path: Path, start: int, stop: int) -> None:
         fh.write(numbered(start, stop))
 
 
-def start_consume(env: Env, db: Path, prefetch: int = 5) -> subprocess.Popen[bytes]:
-    """consume into SQLite with small batches, so that a kill lands between fetch, commit and ack."""
-    args = ["consume", "--sink", f"sqlite:///{db}", "--prefetch", str(prefetch), "--batch-size", "50"]
+def start_consume(env: Env, sink: str, prefetch: int = 5) -> subprocess.Popen[bytes]:
+    """consume with small batches, so that a kill lands between fetch, commit and ack."""
+    args = ["consume", "--sink", sink, "--prefetch", str(prefetch), "--batch-size", "50"]
     cmd = [sys.executable, "-m", "logctl", *args]
     return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def stored(db: Path) -> list[int]:
-    if not db.exists():
+def stored(sink: str) -> list[int]:
+    """The sequence numbers in a sqlite:/// or file:// sink (the file's whole lines only)."""
+    path = Path(sink.split("://", 1)[1])
+    if not path.exists():
         return []
-    with sqlite3.connect(db) as conn:
-        return sorted(int(m.split()[1]) for (m,) in conn.execute("select message from records"))
+    if sink.startswith("sqlite"):
+        with sqlite3.connect(path) as conn:
+            messages = [m for (m,) in conn.execute("select message from records")]
+    else:
+        whole = path.read_bytes().rpartition(b"\n")[0]  # a line being written is not stored yet
+        messages = [json.loads(line)["message"] for line in whole.splitlines()]
+    return sorted(int(m.split()[1]) for m in messages)
 
 
-def wait_for_rows(db: Path, count: int, timeout: float = 90) -> None:
+def wait_for_rows(sink: str, count: int, timeout: float = 90) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            if len(stored(db)) >= count:
+            if len(stored(sink)) >= count:
                 return
         except sqlite3.Error:
             pass
@@ -55,7 +63,8 @@ def assert_each_once(numbers: list[int], count: int) -> None:
     assert len(numbers) == count, f"{len(numbers) - len(set(numbers))} stored twice"
 
 
-def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: Env, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: Env, tmp_path: Path, kind: str) -> None:
     import random
 
     total = 100_000
@@ -64,26 +73,26 @@ def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: E
     # Small messages (batch size 50), so there are many deliveries to be caught between commit and ack.
     result = run_logctl(["ship", "--no-follow", "--batch-size", "50", str(log)], env)
     assert result.returncode == 0, result.stderr
-    db = tmp_path / "sink.db"
+    sink = f"sqlite:///{tmp_path / 'sink.db'}" if kind == "sqlite" else f"file://{tmp_path / 'sink.jsonl'}"
     rng = random.Random(7)
     kills_mid_stream = 0
     for _ in range(6):
-        before = len(stored(db))
-        proc = start_consume(env, db, prefetch=1)  # one 50-record message per fsynced commit: slow on purpose
+        before = len(stored(sink))
+        proc = start_consume(env, sink, prefetch=1)  # one 50-record message per fsynced commit: slow on purpose
         # Kill once records are moving, however long startup took on a busy machine.
-        wait_for_rows(db, before + 1)
+        wait_for_rows(sink, before + 1)
         time.sleep(rng.uniform(0.0, 0.1))
         proc.kill()
         proc.wait()
-        kills_mid_stream += 0 < len(stored(db)) < total
+        kills_mid_stream += 0 < len(stored(sink)) < total
     assert kills_mid_stream >= 3, kills_mid_stream  # the kills landed while records were moving
-    final = start_consume(env, db)
-    wait_for_rows(db, total)
+    final = start_consume(env, sink)
+    wait_for_rows(sink, total)
     time.sleep(1)  # let it settle into its loop before the signal
     final.send_signal(signal.SIGTERM)
     _, err = final.communicate(timeout=60)
     assert final.returncode == 0, err.decode()
-    assert_each_once(stored(db), total)
+    assert_each_once(stored(sink), total)
 
 
 def consume_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None:
@@ -93,20 +102,20 @@ def consume_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None
     log = tmp_path / "app.log"
     append_numbered(log, 0, 5000)
     assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], env).returncode == 0
-    db = tmp_path / "sink.db"
-    proc = start_consume(env, db)
+    sink = f"sqlite:///{tmp_path / 'sink.db'}"
+    proc = start_consume(env, sink)
     try:
-        wait_for_rows(db, 1)
+        wait_for_rows(sink, 1)
         fault()
         append_numbered(log, 5000, 8000)
         assert run_logctl(["ship", "--no-follow", "--batch-size", "100", str(log)], env).returncode == 0
-        wait_for_rows(db, 8000)
+        wait_for_rows(sink, 8000)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     assert "reconnected" in err.decode()
-    assert_each_once(stored(db), 8000)
+    assert_each_once(stored(sink), 8000)
     # And it acked after the reconnect: nothing is left waiting in the queue.
     again = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{tmp_path / 'rest.db'}"], env)
     assert "messages=0" in again.stderr

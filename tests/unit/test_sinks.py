@@ -10,6 +10,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -132,6 +133,51 @@ def test_file_sink_cuts_a_torn_last_line_left_by_a_crash(tmp_path: Path) -> None
     assert write(sink, [wire_row(make(2))]) == 1
     sink.close()
     assert [r[0] for r in read_jsonl(path)] == [make(1).id, make(2).id]
+
+
+def test_file_sink_cuts_lines_whose_batch_a_crash_left_uncommitted(tmp_path: Path) -> None:
+    """Lines written and fsynced, then a crash before the index committed them: never acked."""
+    path = tmp_path / "x.jsonl"
+    sink = open_sink(f"file://{path}")
+    write(sink, [wire_row(make(1))])
+    sink.close()
+    with path.open("ab") as fh:  # what store had written when the crash came
+        fh.write(orjson.dumps(record_to_dict(make(2))) + b"\n")
+    sink = open_sink(f"file://{path}")
+    assert write(sink, [wire_row(make(2)), wire_row(make(1))]) == 1  # the redelivered batch
+    sink.close()
+    assert read_jsonl(path) == [(make(1).id, make(1).message), (make(2).id, make(2).message)]
+
+
+def test_file_sink_rebuilds_a_lost_index_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    sink = open_sink(f"file://{path}")
+    write(sink, [wire_row(make(i)) for i in range(10)])
+    sink.close()
+    for index in tmp_path.glob("x.jsonl.ids*"):
+        index.unlink()
+    sink = open_sink(f"file://{path}")
+    assert write(sink, [wire_row(make(i)) for i in range(5, 15)]) == 5
+    sink.close()
+    assert read_jsonl(path) == sorted((make(i).id, make(i).message) for i in range(15))
+
+
+def test_file_sink_indexes_a_new_file_at_the_path_afresh(tmp_path: Path) -> None:
+    """Rotated away (or truncated), the old file keeps its records: the new one starts empty."""
+    path = tmp_path / "x.jsonl"
+    sink = open_sink(f"file://{path}")
+    write(sink, [wire_row(make(i)) for i in range(3)])
+    sink.close()
+    path.rename(tmp_path / "x.jsonl.1")
+    sink = open_sink(f"file://{path}")
+    assert write(sink, [wire_row(make(i)) for i in range(2, 4)]) == 2
+    sink.close()
+    assert [r[0] for r in read_jsonl(path)] == [make(2).id, make(3).id]
+    path.write_bytes(b"")  # truncated in place
+    sink = open_sink(f"file://{path}")
+    assert write(sink, [wire_row(make(3))]) == 1
+    sink.close()
+    assert [r[0] for r in read_jsonl(path)] == [make(3).id]
 
 
 def test_stdout_sink_drops_duplicates_within_a_run(capsys: pytest.CaptureFixture[str]) -> None:
