@@ -7,8 +7,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from logctl.errors import ConfigError
-from logctl.records import WireRow, json_record
-from logctl.render import json_lines
+from logctl.records import WireRow
 
 Prepared = TypeVar("Prepared")
 
@@ -38,30 +37,6 @@ class Sink(Protocol[Prepared]):
 def write(sink: Sink[Any], rows: list[WireRow]) -> int:
     """Prepare and store one batch; durable when it returns. Returns how many records were new."""
     return sink.store(sink.prepare(rows))
-
-
-def unseen(rows: list[WireRow], seen: set[str]) -> list[WireRow]:
-    """Return the rows whose ids are not in ``seen`` (once each), adding their ids to it.
-
-    The usual batch holds no duplicate, which set operations in C find out; only a batch
-    that does is checked id by id.
-    """
-    ids = [r[0] for r in rows]
-    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
-        seen.update(ids)
-        return rows
-    fresh = []
-    for r in rows:
-        if r[0] not in seen:
-            seen.add(r[0])
-            fresh.append(r)
-    return fresh
-
-
-def unseen_json_lines(rows: list[WireRow], seen: set[str]) -> tuple[bytearray, int]:
-    """Return the JSON lines of the records whose ids are not in ``seen`` (see unseen), and their count."""
-    new_rows = unseen(rows, seen)
-    return json_lines(json_record(*r) for r in new_rows), len(new_rows)
 
 
 def default_sink_uri(state_dir: Path) -> str:
