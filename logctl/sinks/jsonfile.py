@@ -3,10 +3,15 @@
 Idempotent in bounded memory, however long consume runs: an index beside the file
 (``PATH.ids``, SQLite) holds the ids of the records in the file and the file's length
 after the last batch. A batch's lines are fsynced first, then its ids and the new
-length are committed, then consume acks. On open, what lies past that length is cut
-off: a crash left it between the write and the commit, it was never acknowledged, and
-it will come again. An index that is missing, or that belongs to another file (a
-rotated or truncated one), is rebuilt from the file, a torn last line cut off.
+length are committed, then consume acks. What lies past that length is cut off before
+the next write: a crash left it between the write and the commit, it was never
+acknowledged, and it will come again.
+
+Each batch is written in one write transaction of the index, which is also the lock
+that lets several consumes share the file. Inside it the sink first catches up with
+the path: a file rotated away is left behind and the new one at the path written to;
+an index that is missing, or that belongs to another file (rotated away or truncated),
+is rebuilt from the file at the path, a torn last line cut off.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from logctl.render import json_lines
 from logctl.sinks.sqlite import chunks, rows_per_insert
 
 INDEX_SUFFIX = ".ids"
+# How long a batch waits for another consume's batch into the same file to be written.
+LOCK_WAIT_S = 300.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -45,40 +52,21 @@ class JsonFileSink:
         index = path.with_name(path.name + INDEX_SUFFIX)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = _open_append(path)
             # consume stores from its sink thread, one batch at a time; never two threads at once.
-            self._db = sqlite3.connect(index, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(index, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
             # FULL: a commit that a power cut could undo would cut acked lines off at the next open.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
             self._most_ids = rows_per_insert(self._db, columns=1)
-            self._length = self._reconcile()
+            self._db.execute("BEGIN IMMEDIATE")
+            self._catch_up()
+            self._db.execute("COMMIT")
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write file sink {path}: permission denied") from exc
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the index of file sink {path} ({index}): {exc}") from exc
-
-    def _reconcile(self) -> int:
-        """Make the file and its index agree; return the file's length."""
-        st = os.fstat(self._fd)
-        known = self._db.execute("SELECT device, inode, length FROM file").fetchone()
-        if known is None or known[:2] != (st.st_dev, st.st_ino) or known[2] > st.st_size:
-            return self._rebuild(st)
-        if st.st_size > known[2]:
-            os.ftruncate(self._fd, known[2])  # a batch written but never committed, nor acked
-        return int(known[2])
-
-    def _rebuild(self, st: os.stat_result) -> int:
-        """Index the ids of the file's whole lines, and cut off a torn last line."""
-        db = self._db
-        db.execute("BEGIN")
-        db.execute("DELETE FROM ids")
-        length = _index_lines(self.path, self._most_ids, self._insert)
-        os.ftruncate(self._fd, length)
-        db.execute("INSERT OR REPLACE INTO file VALUES (1, ?, ?, ?)", (st.st_dev, st.st_ino, length))
-        db.execute("COMMIT")
-        return length
 
     def prepare(self, rows: list[WireRow]) -> tuple[list[WireRow], bytearray]:
         """Return the records and their JSON lines (store drops those the file holds already)."""
@@ -87,27 +75,54 @@ class JsonFileSink:
     def store(self, batch: tuple[list[WireRow], bytearray]) -> int:
         rows, data = batch
         db = self._db
-        db.execute("BEGIN")
+        db.execute("BEGIN IMMEDIATE")  # the index's write lock: one batch into this file at a time
+        committed = None
         try:
+            committed = self._catch_up()
+            db.execute("SAVEPOINT batch")
             ids = [r[0] for r in rows]
             if self._insert(ids) < len(ids):  # some stored before, or repeated in this batch: the rare path
-                db.execute("ROLLBACK")
-                db.execute("BEGIN")
+                db.execute("ROLLBACK TO batch")
                 rows = list(_first_of_each(rows, self._absent(ids)))
                 self._insert([r[0] for r in rows])
                 data = json_lines(json_record(*r) for r in rows)
             if rows:
                 _write_all(self._fd, data)
                 os.fsync(self._fd)
-            length = self._length + len(data)
-            db.execute("UPDATE file SET length = ?", (length,))
+            db.execute("UPDATE file SET length = ?", (committed + len(data),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            os.ftruncate(self._fd, self._length)  # so the next batch does not land after lines never committed
+            if committed is not None:
+                os.ftruncate(self._fd, committed)  # what this batch wrote is not in the index: cut it now
             raise
-        self._length = length
         return len(rows)
+
+    def _catch_up(self) -> int:
+        """In a write transaction: write to the file at the path, agreeing with the index; return its length."""
+        st = os.fstat(self._fd)
+        try:
+            at_path = os.stat(self.path)
+        except FileNotFoundError:
+            at_path = None
+        if at_path is None or (at_path.st_dev, at_path.st_ino) != (st.st_dev, st.st_ino):
+            os.close(self._fd)  # rotated away or removed: the next lines go to the path
+            self._fd = _open_append(self.path)
+            st = os.fstat(self._fd)
+        known = self._db.execute("SELECT device, inode, length FROM file").fetchone()
+        if known is None or known[:2] != (st.st_dev, st.st_ino) or known[2] > st.st_size:
+            return self._rebuild(st)
+        if st.st_size > known[2]:
+            os.ftruncate(self._fd, known[2])  # a batch written but never committed, nor acked
+        return int(known[2])
+
+    def _rebuild(self, st: os.stat_result) -> int:
+        """In a write transaction: index the ids of the file's whole lines, cut off a torn last line."""
+        self._db.execute("DELETE FROM ids")
+        length = _index_lines(self.path, self._most_ids, self._insert)
+        os.ftruncate(self._fd, length)
+        self._db.execute("INSERT OR REPLACE INTO file VALUES (1, ?, ?, ?)", (st.st_dev, st.st_ino, length))
+        return length
 
     def _insert(self, ids: list[str]) -> int:
         """Add ids to the index; return how many it did not hold.
@@ -159,6 +174,10 @@ def _first_of_each(rows: list[WireRow], wanted: set[str]) -> Iterator[WireRow]:
         if r[0] in wanted:
             wanted.discard(r[0])
             yield r
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 def _write_all(fd: int, data: bytearray) -> None:

@@ -141,3 +141,28 @@ def test_consume_reconnects_when_the_broker_closes_its_connection(
     consume_through(
         own_env, tmp_path, lambda: own_broker.rabbitctl_output("close_all_connections", "closed by the test")
     )
+
+
+def test_two_consumers_into_one_file_one_killed_store_each_record_once(env: Env, tmp_path: Path) -> None:
+    """Workers scaled out onto one file sink take turns at it; a kill costs neither of them a line."""
+    total = 60_000
+    log = tmp_path / "app.log"
+    append_numbered(log, 0, total)
+    assert run_logctl(["ship", "--no-follow", "--batch-size", "50", str(log)], env).returncode == 0
+    sink = f"file://{tmp_path / 'sink.jsonl'}"
+    steady, doomed = start_consume(env, sink, prefetch=2), start_consume(env, sink, prefetch=2)
+    try:
+        wait_for_rows(sink, total // 4)
+        doomed.kill()  # mid-stream: its last batch may be written and not yet committed, or committed and not acked
+        doomed.wait()
+        assert len(stored(sink)) < total, "both finished before the kill: ship more lines"
+        wait_for_rows(sink, total)
+        time.sleep(1)
+    finally:
+        steady.send_signal(signal.SIGTERM)
+        _, err = steady.communicate(timeout=60)
+    assert steady.returncode == 0, err.decode()
+    # Whatever was still unacked (the killed one's last deliveries) is drained here, into the same file.
+    drained = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", sink], env)
+    assert drained.returncode == 0, drained.stderr
+    assert_each_once(stored(sink), total)

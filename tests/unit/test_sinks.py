@@ -180,6 +180,36 @@ def test_file_sink_indexes_a_new_file_at_the_path_afresh(tmp_path: Path) -> None
     assert [r[0] for r in read_jsonl(path)] == [make(3).id]
 
 
+def test_two_consumers_writing_one_file_sink_lose_and_double_nothing(tmp_path: Path) -> None:
+    """Workers scaled out onto one file: each batch starts from what the other committed."""
+    uri = f"file://{tmp_path / 'x.jsonl'}"
+    first, second = open_sink(uri), open_sink(uri)
+    assert write(first, [wire_row(make(i)) for i in range(0, 10)]) == 10
+    assert write(second, [wire_row(make(i)) for i in range(5, 20)]) == 10
+    assert write(first, [wire_row(make(i)) for i in range(15, 30)]) == 10
+    first.close()
+    second.close()
+    reopened = open_sink(uri)
+    assert write(reopened, [wire_row(make(i)) for i in range(30)]) == 0
+    reopened.close()
+    assert read_jsonl(tmp_path / "x.jsonl") == sorted((make(i).id, make(i).message) for i in range(30))
+
+
+def test_file_sink_follows_its_path_when_the_file_is_rotated_under_it(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    sink = open_sink(f"file://{path}")
+    write(sink, [wire_row(make(1))])
+    path.rename(tmp_path / "x.jsonl.1")  # logrotate, create mode
+    assert write(sink, [wire_row(make(2))]) == 1
+    path.rename(tmp_path / "x.jsonl.2")
+    path.write_bytes(b"")  # and a new empty file made by the rotation
+    assert write(sink, [wire_row(make(3))]) == 1
+    sink.close()
+    assert [r[0] for r in read_jsonl(tmp_path / "x.jsonl.1")] == [make(1).id]
+    assert [r[0] for r in read_jsonl(tmp_path / "x.jsonl.2")] == [make(2).id]
+    assert [r[0] for r in read_jsonl(path)] == [make(3).id]
+
+
 def test_stdout_sink_drops_duplicates_within_a_run(capsys: pytest.CaptureFixture[str]) -> None:
     sink = open_sink("stdout")
     assert write(sink, [wire_row(make(1)), wire_row(make(2))]) == 2
