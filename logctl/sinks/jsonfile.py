@@ -27,11 +27,9 @@ import orjson
 from logctl.errors import ConfigError, PermissionDenied
 from logctl.records import WireRow, json_record
 from logctl.render import json_lines
-from logctl.sinks.sqlite import chunks, rows_per_insert
+from logctl.sinks.sqlite import LOCK_WAIT_S, chunks, rows_per_insert
 
 INDEX_SUFFIX = ".ids"
-# How long a batch waits for another consume's batch into the same file to be written.
-LOCK_WAIT_S = 300.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY) WITHOUT ROWID;

@@ -17,6 +17,9 @@ COLUMNS = 7
 # row then waits up to the switch interval (5 ms) to get it back. A statement of thousands
 # of rows steps once, and is faster alone too (twice executemany's rate here).
 MOST_ROWS_PER_INSERT = 4096
+# How long a batch waits for another consume's batch into the same database to be written
+# (Python's default, 5 s, could make a busy shared sink fail consume).
+LOCK_WAIT_S = 300.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -39,7 +42,7 @@ class SqliteSink:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # consume writes from its sink thread, one batch at a time; never two threads at once.
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(SCHEMA)

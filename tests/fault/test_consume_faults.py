@@ -143,13 +143,14 @@ def test_consume_reconnects_when_the_broker_closes_its_connection(
     )
 
 
-def test_two_consumers_into_one_file_one_killed_store_each_record_once(env: Env, tmp_path: Path) -> None:
-    """Workers scaled out onto one file sink take turns at it; a kill costs neither of them a line."""
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+def test_two_consumers_into_one_sink_one_killed_store_each_record_once(env: Env, tmp_path: Path, kind: str) -> None:
+    """Workers scaled out onto one sink take turns at it; a kill costs neither of them a line."""
     total = 60_000
     log = tmp_path / "app.log"
     append_numbered(log, 0, total)
     assert run_logctl(["ship", "--no-follow", "--batch-size", "50", str(log)], env).returncode == 0
-    sink = f"file://{tmp_path / 'sink.jsonl'}"
+    sink = f"sqlite:///{tmp_path / 'sink.db'}" if kind == "sqlite" else f"file://{tmp_path / 'sink.jsonl'}"
     steady, doomed = start_consume(env, sink, prefetch=2), start_consume(env, sink, prefetch=2)
     try:
         wait_for_rows(sink, total // 4)
