@@ -276,11 +276,17 @@ class Shipper:
         return all(src.eof or src.parser is None for src in self.sources.values())
 
     def _shutdown(self) -> None:
-        """Send what is batched, wait (bounded) for confirms. Follow mode keeps open records for next time."""
-        if not self.options.follow or (self.stdin is not None and self.stdin.eof):
-            for src in self._all_sources():
-                src.finish()
-                self._drain_ready(src)
+        """Send what is batched, wait (bounded) for confirms.
+
+        A following file keeps its open record and partial line for next time (its
+        checkpoint stops before them); stdin cannot be read again, so it ships them now.
+        """
+        ending: list[Source] = [] if self.options.follow else list(self.sources.values())
+        if self.stdin is not None:
+            ending.append(self.stdin)
+        for src in ending:
+            src.finish()
+            self._drain_ready(src)
         for batch in list(self._batches.values()):
             self._send(batch)
         if not self.output.wait_confirmed(self.options.shutdown_timeout_s):

@@ -338,3 +338,45 @@ def test_stdin_killed_mid_stream_then_piped_again_under_its_source_id_stores_eac
     again = run_logctl(["ship", "-", "--source-id", "nightly"], env, input=numbered(0, total))
     assert again.returncode == 0, again.stderr
     assert_exactly_once(sequence_numbers(env, tmp_path), total)
+
+
+def test_sigterm_while_stdin_is_open_ships_every_line_read(env: Env, tmp_path: Path) -> None:
+    """stdin cannot be read again: on SIGTERM its open record and its partial last line ship too."""
+    cmd = [sys.executable, "-m", "logctl", "ship", "-", "--linger-ms", "50"]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(numbered(0, 999).encode())
+    proc.stdin.flush()
+    time.sleep(2)
+    proc.stdin.write(numbered(999, 1000).encode() + b'seq=1000 level=info msg="line 1000"')  # no newline yet
+    proc.stdin.flush()
+    time.sleep(0.3)  # read, and within the wait for continuation lines of line 999's record
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert_exactly_once(sequence_numbers(env, tmp_path), 1001)
+
+
+def test_a_followed_file_keeps_its_partial_line_when_ship_stops_after_stdin_ended(env: Env, tmp_path: Path) -> None:
+    """Files and stdin at once: stdin's end is no reason to cut a file's half-written line in two."""
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 10) + 'seq=10 level=info msg="li')  # the writer is mid-line
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logctl", "ship", "--linger-ms", "50", str(log), "-"],
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,  # ends at once
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(3)
+    stop_ship(proc)
+    with log.open("a") as fh:
+        fh.write('ne 10"\n' + numbered(11, 20))
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    db = tmp_path / "sink.db"
+    assert run_logctl(["consume", "--exit-when-idle", "3s", "--sink", f"sqlite:///{db}"], env).returncode == 0
+    with sqlite3.connect(db) as conn:
+        messages = sorted(m for (m,) in conn.execute("select message from records"))
+    assert messages == sorted(f"line {i}" for i in range(20))
