@@ -291,10 +291,12 @@ class Shipper:
             self._send(batch)
         if not self.output.wait_confirmed(self.options.shutdown_timeout_s):
             self.stats.unconfirmed = self.output.in_flight
-            self.notify(
-                f"{self.output.in_flight} batch(es) still unconfirmed after {self.options.shutdown_timeout_s:g}s; "
-                "they will be read and sent again next time"
-            )
+            notice = [f"{self.output.in_flight} batch(es) still unconfirmed after {self.options.shutdown_timeout_s:g}s"]
+            if self._file_patterns:
+                notice.append("files will be read from their checkpoints again next time")
+            if self.stdin is not None:
+                notice.append("stdin's lines are stored only if it is shipped again under the same --source-id")
+            self.notify("; ".join(notice))
 
     # --- reading ---------------------------------------------------------------------------
 

@@ -99,6 +99,13 @@ class Delivery:
     properties: Mapping[str, Any] = field(default_factory=dict)
 
 
+# py-amqp sets TCP_USER_TIMEOUT to 1 s: the kernel then drops a connection whose data the
+# broker has not read for a second, which is what a broker blocking publishers (memory or
+# disk alarm) does, so ship reconnected every 1.3 s for as long as an alarm lasted. A
+# minute still bounds a send to a broker that vanished (heartbeats may be off).
+_SOCKET_SETTINGS = {getattr(socket, "TCP_USER_TIMEOUT", 18): 60_000}
+
+
 class Broker:
     """One AMQP connection. Use as a context manager; it never outlives the command."""
 
@@ -123,7 +130,11 @@ class Broker:
                 self.settings.url,
                 connect_timeout=self.settings.connect_timeout,
                 heartbeat=self.settings.heartbeat,
-                transport_options={"on_blocked": self._on_blocked, "on_unblocked": self._on_unblocked},
+                transport_options={
+                    "on_blocked": self._on_blocked,
+                    "on_unblocked": self._on_unblocked,
+                    "socket_settings": _SOCKET_SETTINGS,
+                },
             )
             try:
                 conn.connect()
@@ -162,7 +173,10 @@ class Broker:
         """Close the connection, ignoring errors of a connection already gone."""
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.release()
+                if self.blocked:  # a broker blocking us reads nothing: a close handshake would wait for ever
+                    self._conn.collect()
+                else:
+                    self._conn.release()
             self._conn = None
 
     @property

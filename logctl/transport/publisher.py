@@ -65,8 +65,15 @@ class Publisher:
         return len(self._inflight) + len(self._resend)
 
     def publish(self, out: Outgoing) -> None:
-        """Publish ``out``, first waiting while the window is full or the broker blocks us."""
+        """Publish ``out``, first waiting while the window is full or the broker blocks us.
+
+        Told to stop while blocked, it keeps ``out`` unsent (and unconfirmed) rather than
+        wait for the broker's alarm to clear.
+        """
         while self.in_flight >= self.max_in_flight or self.broker.blocked:
+            if self.broker.blocked and self.should_stop():
+                self._resend.append(out)
+                return
             self._pump(1.0)
         self._send(out)
 
@@ -127,7 +134,7 @@ class Publisher:
             self.broker.drain(timeout)
         except CONNECTION_ERRORS as exc:
             self._recover(exc)
-        while self._resend:
+        while self._resend and not self.broker.blocked:
             self._send(self._resend.pop(0))
 
     def _on_ack(self, tag: int, multiple: bool) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +13,7 @@ from pathlib import Path
 import pytest
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
-from tests.conftest import Env
+from tests.conftest import Env, run_logctl
 from tests.fault.test_ship_faults import (
     assert_exactly_once,
     sequence_numbers,
@@ -97,3 +101,33 @@ def test_connection_closed_by_the_broker_during_shipping_loses_and_doubles_nothi
         own_broker.rabbitctl_output("close_all_connections", "closed by the test")
 
     ship_through(own_env, tmp_path, close_connections)
+
+
+def test_stdin_stopped_while_the_broker_blocks_publishers_says_how_to_ship_it_again(
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+) -> None:
+    """Unconfirmed stdin cannot be read again: the stop notice says so, and the named rerun stores all."""
+    total = 5000
+    ship = ["ship", "-", "--source-id", "job-7", "--linger-ms", "50"]
+    own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.0000001")  # no publish is taken, none confirmed
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "logctl", *ship, "--shutdown-timeout", "1s"],
+            env={**os.environ, **own_env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(numbered(0, total).encode())
+        proc.stdin.flush()
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)  # it waits for confirms 1 s, not for the alarm to clear
+    finally:
+        own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.4")
+    assert "still unconfirmed after 1s" in err.decode(), err.decode()
+    assert "reconnecting" not in err.decode()  # a blocked connection is kept, not dropped and made again
+    assert "shipped again under the same --source-id" in err.decode()
+    assert run_logctl(ship, own_env, input=numbered(0, total)).returncode == 0
+    assert_exactly_once(sequence_numbers(own_env, tmp_path), total)
