@@ -49,8 +49,12 @@ def resolve_mode(mode: OutputMode, stream: IO[str] | None = None) -> OutputMode:
 def json_lines(objects: Iterable[dict[str, Any]]) -> bytearray:
     """Return one JSON object per line (what tail, the file and stdout sinks write)."""
     data = bytearray()  # one buffer: many small orjson results each hold ~4 KiB
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for obj in objects:
-        data += json_bytes(obj, orjson.OPT_APPEND_NEWLINE)
+        try:  # orjson itself, not json_bytes: a call less per record (10% of this loop)
+            data += dumps(obj, default=str, option=newline)
+        except orjson.JSONEncodeError:
+            data += json_bytes(obj, newline)
     return data
 
 

@@ -39,6 +39,24 @@ def write(sink: Sink[Any], rows: list[WireRow]) -> int:
     return sink.store(sink.prepare(rows))
 
 
+def unseen(rows: list[WireRow], seen: set[str]) -> list[WireRow]:
+    """Return the rows whose ids are not in ``seen`` (once each), adding their ids to it.
+
+    The usual batch holds no duplicate, which set operations in C find out; only a batch
+    that does is checked id by id.
+    """
+    ids = [r[0] for r in rows]
+    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+        seen.update(ids)
+        return rows
+    fresh = []
+    for r in rows:
+        if r[0] not in seen:
+            seen.add(r[0])
+            fresh.append(r)
+    return fresh
+
+
 def default_sink_uri(state_dir: Path) -> str:
     """Return the default sink: a SQLite database in the state dir."""
     return f"sqlite:///{state_dir / 'logs.db'}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -27,6 +27,7 @@ import orjson
 from logctl.errors import ConfigError, PermissionDenied
 from logctl.records import WireRow, json_record
 from logctl.render import json_lines
+from logctl.sinks import unseen
 from logctl.sinks.sqlite import LOCK_WAIT_S, chunks, rows_per_insert
 
 INDEX_SUFFIX = ".ids"
@@ -81,7 +82,7 @@ class JsonFileSink:
             ids = [r[0] for r in rows]
             if self._insert(ids) < len(ids):  # some stored before, or repeated in this batch: the rare path
                 db.execute("ROLLBACK TO batch")
-                rows = list(_first_of_each(rows, self._absent(ids)))
+                rows = unseen(rows, self._held(ids))
                 self._insert([r[0] for r in rows])
                 data = json_lines(json_record(*r) for r in rows)
             if rows:
@@ -134,12 +135,12 @@ class JsonFileSink:
             self._db.execute(_insert_sql(size), ids[start : start + size])
         return self._db.total_changes - before
 
-    def _absent(self, ids: list[str]) -> set[str]:
-        """The ids the index does not hold."""
-        absent = set(ids)
+    def _held(self, ids: list[str]) -> set[str]:
+        """The ids the index holds."""
+        held: set[str] = set()
         for start, size in chunks(len(ids), self._most_ids):
-            absent.difference_update(i for (i,) in self._db.execute(_select_sql(size), ids[start : start + size]))
-        return absent
+            held.update(i for (i,) in self._db.execute(_select_sql(size), ids[start : start + size]))
+        return held
 
     def close(self) -> None:
         os.close(self._fd)
@@ -164,14 +165,6 @@ def _index_lines(path: Path, most: int, add: Callable[[list[str]], object]) -> i
                 ids = []
     add(ids)
     return length
-
-
-def _first_of_each(rows: list[WireRow], wanted: set[str]) -> Iterator[WireRow]:
-    """The rows whose ids are in ``wanted``, the first row of each id only."""
-    for r in rows:
-        if r[0] in wanted:
-            wanted.discard(r[0])
-            yield r
 
 
 def _open_append(path: Path) -> int:

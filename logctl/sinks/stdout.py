@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from logctl.records import WireRow, json_record
 from logctl.render import json_lines, write_stdout
+from logctl.sinks import unseen
 
 RECENT_IDS = 1_000_000
 
@@ -20,7 +21,7 @@ class StdoutSink:
 
     def prepare(self, rows: list[WireRow]) -> tuple[bytearray, int]:
         """Return the JSON lines of the records not printed in this run yet, and how many they are."""
-        new_rows = _unseen(rows, self._seen)
+        new_rows = unseen(rows, self._seen)
         prepared = json_lines(json_record(*r) for r in new_rows), len(new_rows)
         if len(self._seen) > RECENT_IDS:
             self._seen.clear()
@@ -33,21 +34,3 @@ class StdoutSink:
 
     def close(self) -> None:
         return None
-
-
-def _unseen(rows: list[WireRow], seen: set[str]) -> list[WireRow]:
-    """Return the rows whose ids are not in ``seen`` (once each), adding their ids to it.
-
-    The usual batch holds no duplicate, which set operations in C find out; only a batch
-    that does is checked id by id.
-    """
-    ids = [r[0] for r in rows]
-    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
-        seen.update(ids)
-        return rows
-    fresh = []
-    for r in rows:
-        if r[0] not in seen:
-            seen.add(r[0])
-            fresh.append(r)
-    return fresh

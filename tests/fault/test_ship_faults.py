@@ -31,13 +31,17 @@ def stop_ship(proc: subprocess.Popen[bytes]) -> None:
     assert proc.returncode == 0, err.decode()
 
 
-def sequence_numbers(env: Env, tmp_path: Path) -> list[int]:
+def stored_messages(env: Env, tmp_path: Path) -> list[str]:
+    """Consume the queue into SQLite; return the messages stored there, sorted."""
     db = tmp_path / "sink.db"
     result = run_logctl(["consume", "--exit-when-idle", "3s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(db) as conn:
-        messages = [m for (m,) in conn.execute("select message from records")]
-    return sorted(int(m.split()[1]) for m in messages)
+        return sorted(m for (m,) in conn.execute("select message from records"))
+
+
+def sequence_numbers(env: Env, tmp_path: Path) -> list[int]:
+    return sorted(int(m.split()[1]) for m in stored_messages(env, tmp_path))
 
 
 def assert_exactly_once(numbers: list[int], written: int) -> None:
@@ -375,8 +379,4 @@ def test_a_followed_file_keeps_its_partial_line_when_ship_stops_after_stdin_ende
     with log.open("a") as fh:
         fh.write('ne 10"\n' + numbered(11, 20))
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
-    db = tmp_path / "sink.db"
-    assert run_logctl(["consume", "--exit-when-idle", "3s", "--sink", f"sqlite:///{db}"], env).returncode == 0
-    with sqlite3.connect(db) as conn:
-        messages = sorted(m for (m,) in conn.execute("select message from records"))
-    assert messages == sorted(f"line {i}" for i in range(20))
+    assert stored_messages(env, tmp_path) == sorted(f"line {i}" for i in range(20))
