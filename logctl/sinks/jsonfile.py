@@ -28,7 +28,7 @@ from logctl.errors import ConfigError, PermissionDenied
 from logctl.records import WireRow, json_record
 from logctl.render import json_lines
 from logctl.sinks import unseen
-from logctl.sinks.sqlite import LOCK_WAIT_S, chunks, rows_per_insert
+from logctl.sinks.sqlite import chunks, connect, rows_per_insert
 
 INDEX_SUFFIX = ".ids"
 
@@ -52,11 +52,8 @@ class JsonFileSink:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = _open_append(path)
-            # consume stores from its sink thread, one batch at a time; never two threads at once.
-            self._db = sqlite3.connect(index, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
-            # FULL: a commit that a power cut could undo would cut acked lines off at the next open.
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            # FULL sync (see connect): a commit a power cut could undo would cut acked lines off.
+            self._db = connect(index)
             self._db.executescript(SCHEMA)
             self._most_ids = rows_per_insert(self._db, columns=1)
             self._db.execute("BEGIN IMMEDIATE")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -41,10 +42,7 @@ class SqliteSink:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # consume writes from its sink thread, one batch at a time; never two threads at once.
-            self._db = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect(path)
             self._db.execute(SCHEMA)
             self._most_rows = rows_per_insert(self._db)
         except PermissionError as exc:
@@ -78,6 +76,26 @@ class SqliteSink:
 
     def close(self) -> None:
         self._db.close()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a database for a sink: WAL, fsync at every commit, waiting for other consumes' writes.
+
+    Used from consume's sink thread, one batch at a time; never two threads at once.
+    """
+    db = sqlite3.connect(path, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Two consumes making a new database WAL at once: SQLite says "locked" at once, without waiting.
+            if exc.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    db.execute("PRAGMA synchronous=FULL")
+    return db
 
 
 def chunks(count: int, most: int) -> Iterator[tuple[int, int]]:

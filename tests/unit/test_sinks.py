@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
@@ -193,6 +195,27 @@ def test_two_consumers_writing_one_file_sink_lose_and_double_nothing(tmp_path: P
     assert write(reopened, [wire_row(make(i)) for i in range(30)]) == 0
     reopened.close()
     assert read_jsonl(tmp_path / "x.jsonl") == sorted((make(i).id, make(i).message) for i in range(30))
+
+
+def open_at_once(uri: str, count: int = 3) -> None:
+    """Open and close a sink in ``count`` threads released at the same moment."""
+    barrier = threading.Barrier(count)
+
+    def open_and_close() -> None:
+        barrier.wait()
+        open_sink(uri).close()
+
+    with ThreadPoolExecutor(count) as pool:
+        for future in [pool.submit(open_and_close) for _ in range(count)]:
+            future.result()
+
+
+@pytest.mark.parametrize("kind", SINKS)
+def test_consumers_that_open_a_new_sink_at_the_same_moment_all_open_it(kind: str, tmp_path: Path) -> None:
+    """Workers started together: making a new database WAL while another does was 'database is locked'."""
+    for trial in range(100):
+        (tmp_path / str(trial)).mkdir()
+        open_at_once(SINKS[kind][0](tmp_path / str(trial)))
 
 
 def test_file_sink_follows_its_path_when_the_file_is_rotated_under_it(tmp_path: Path) -> None:
