@@ -6,12 +6,16 @@ Envelope (msgpack, or JSON with ``--serializer json``)::
 
 ``ts`` is an integer: microseconds since the Unix epoch, UTC. ``level`` is one of
 TRACE DEBUG INFO WARN ERROR FATAL. ``trace_id`` is a string or nil; ``attrs`` a map.
-Bodies published by other tools (plain text, or one JSON object) decode to one record.
+Bodies published by other tools (plain text, or one JSON object) decode to one record
+each; see ``foreign_prefix`` for their ids.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, cast, get_args
 
@@ -121,23 +125,58 @@ _decode_msgpack = msgspec.msgpack.Decoder(_Envelope).decode
 _decode_json = msgspec.json.Decoder(_Envelope).decode
 
 
-def decode_foreign(body: bytes, message_id: str | None = None) -> WireRow:
+# Ids of foreign messages that carry no message id: unique per delivery, and sorting in
+# arrival order (a time, then a counter) so that sinks insert them as appends.
+_PROCESS_TOKEN = os.urandom(4).hex()
+_foreign_serial = itertools.count()
+FLAG_INVALID_JSON = "logctl.invalid_json"
+FLAG_INVALID_UTF8 = "logctl.invalid_utf8"  # the same flag ship sets on a line
+
+
+def foreign_prefix(message_id: str | None) -> str:
+    """Return the id prefix of a foreign message's record.
+
+    With an AMQP message id the prefix derives from it, so a redelivery (or a republish
+    of the same id) is dropped by the sinks: exactly once. Without one, nothing tells two
+    deliveries of one message from two messages with the same body, so each delivery
+    gets a new prefix: identical bodies are distinct events, and a redelivery after a
+    crash may be stored twice (at-least-once; see the README's wire section).
+    """
+    if message_id:
+        return hashlib.blake2b(b"amqp:" + message_id.encode(), digest_size=8).hexdigest()  # as before 0.2
+    return f"amqp-{time.time_ns():016x}{_PROCESS_TOKEN}{next(_foreign_serial):08x}"
+
+
+def decode_foreign(body: bytes, message_id: str | None = None, content_type: str | None = None) -> WireRow:
     """Return the one record (as a row) of a body another tool published (plain text or JSON).
 
-    Its id comes from the AMQP message id when there is one, else from the body, so a
-    redelivery of the same message is still recognised as a duplicate.
+    Its id is ``foreign_prefix(message_id)``. A body that claims to be JSON and is not
+    becomes a text record flagged ``logctl.invalid_json``; invalid UTF-8 is replaced and
+    flagged as ship flags it.
     """
-    identity = message_id.encode() if message_id else body
-    prefix = hashlib.blake2b(b"amqp:" + identity, digest_size=8).hexdigest()
-    text = body.decode("utf-8", "replace").rstrip("\r\n")
-    parser = LineParser(prefix, FOREIGN_SERVICE)
+    flags: dict[str, Any] = {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        flags[FLAG_INVALID_UTF8] = True
+    text = text.rstrip("\r\n")
+    if content_type is not None and content_type.split(";")[0].strip().lower() in _JSON_TYPES:
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            flags[FLAG_INVALID_JSON] = True
+    parser = LineParser(foreign_prefix(message_id), FOREIGN_SERVICE)
     first, _, rest = text.partition("\n")
-    parser.feed(first, 0, len(body))
+    parser.feed(first, 0, len(body), flags or None)
     for line in rest.split("\n") if rest else ():
         parser.feed(line, 0, len(body))
     row = parser.flush()
     assert row is not None  # a fed parser always holds a record
     return row
+
+
+_JSON_TYPES = frozenset({"application/json", "text/json"})
 
 
 def decode_rows(body: bytes, content_type: str | None, message_id: str | None = None) -> list[WireRow]:
@@ -149,7 +188,7 @@ def decode_rows(body: bytes, content_type: str | None, message_id: str | None = 
             return _rows(_decode_json(body))
     except (ValueError, RecursionError) as exc:  # msgspec's errors are ValueErrors; nesting too deep
         raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
-    return [decode_foreign(body, message_id)]
+    return [decode_foreign(body, message_id, content_type)]
 
 
 def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:
