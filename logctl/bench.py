@@ -338,6 +338,9 @@ class _TimedOutput:
     def poll(self) -> None:
         self._publisher.poll()
 
+    def end_round(self) -> None:
+        self._publisher.end_round()
+
     def wait_confirmed(self, timeout: float | None = None) -> bool:
         return self._publisher.wait_confirmed(timeout)
 

@@ -61,6 +61,17 @@ def _serializer(raw: object) -> str:
     return value
 
 
+def _bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _url(raw: object) -> str:
     value = str(raw)
     scheme = urlsplit(value).scheme
@@ -88,6 +99,7 @@ class Settings:
     delivery_limit: int = 5
     default_queue: str = ""  # "" = <exchange>.default; "none" = no default queue
     management_url: str = ""  # "" = http://<amqp host>:15672 with the AMQP login
+    declare: bool = True  # False: declare nothing, only check passively (users without configure permission)
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))  # ship's parse workers
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -123,6 +135,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "delivery_limit": _positive_int,
     "default_queue": str,
     "management_url": str,
+    "declare": _bool,
     "workers": lambda raw: max(0, int(str(raw))),
 }
 

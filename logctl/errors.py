@@ -68,7 +68,7 @@ class PartialFailure(LogctlError):
 
 
 class PermissionDenied(LogctlError):
-    """A file or directory exists but cannot be read or written."""
+    """A file, directory or broker resource exists but this user may not use it so."""
 
     exit_code = ExitCode.PERMISSION
 

@@ -121,6 +121,19 @@ class Management:
     def delete_policy(self, vhost: str, name: str) -> None:
         self._call("DELETE", f"/api/policies/{quote(vhost, safe='')}/{quote(name, safe='')}")
 
+    def queue_dead_letter_exchange(self, vhost: str, queue: str) -> str | None:
+        """Return the exchange ``queue`` dead-letters to (its argument, else its policy's), or None."""
+        info = self._call("GET", f"/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+        argument = (info.get("arguments") or {}).get("x-dead-letter-exchange")
+        policy = (info.get("effective_policy_definition") or {}).get("dead-letter-exchange")
+        found = argument if argument is not None else policy
+        return None if found is None else str(found)
+
+    def exchange_has_bindings(self, vhost: str, exchange: str) -> bool:
+        """Whether anything is bound to ``exchange`` (so that what it receives can go somewhere)."""
+        path = f"/api/exchanges/{quote(vhost, safe='')}/{quote(exchange, safe='')}/bindings/source"
+        return bool(self._call("GET", path))
+
     def queue_policies(self, vhost: str) -> dict[str, str | None]:
         """Return each queue's effective policy name (None if none), as the stats database has it."""
         queues = self._call("GET", f"/api/queues/{quote(vhost, safe='')}?columns=name,policy")

@@ -160,7 +160,7 @@ def json_record(
 # (and checked, codec.py) are tuples. Parsers put a Level in ``level``, decoded rows its
 # text: Level is a str enum, so both read as text.
 WireRow = Sequence[Any]
-ROW_LEVEL, ROW_SERVICE = 2, 3
+ROW_ID, ROW_LEVEL, ROW_SERVICE = 0, 2, 3
 
 LEVEL_OF_NAME = {lvl.value: lvl for lvl in Level}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import fnmatch
 import glob
 import os
@@ -26,7 +27,7 @@ from logctl.codec import RowPacker, decode_rows
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
-from logctl.records import ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
+from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
@@ -150,26 +151,47 @@ class Output(Protocol):
 
     def poll(self) -> None: ...
 
+    def end_round(self) -> None:
+        """Called once a read round sent every batch due (``poll`` may come mid-round)."""
+
     def wait_confirmed(self, timeout: float | None = None) -> bool: ...
 
 
 class EchoOutput:
-    """--dry-run: hand each batch's records to a callback and count it confirmed at once."""
+    """--dry-run: hand the records of sent batches to a callback in file order; confirm at once.
+
+    Batches hold one routing key each, so they arrive grouped by key. The records sent
+    in a round are put back in the order of their ids (a source's prefix, then its byte
+    offset, zero-padded) before they are shown; ship's dry run lingers for no batch, so
+    by the end of a round everything read so far has been sent.
+    """
 
     def __init__(self, on_confirm: Callable[[object], None], on_records: Callable[[list[WireRow]], None]) -> None:
         self.on_confirm = on_confirm
         self.on_records = on_records
         self.in_flight = 0
+        self._sent: list[WireRow] = []
 
     def publish(self, out: Outgoing) -> None:
-        self.on_records(decode_rows(out.body, out.content_type))  # exactly what would have travelled
+        self._sent.extend(decode_rows(out.body, out.content_type))  # exactly what would have travelled
         self.on_confirm(out.token)
 
     def poll(self) -> None:
         return None
 
+    def end_round(self) -> None:
+        if self._sent:
+            rows, self._sent = self._sent, []
+            rows.sort(key=_row_id)
+            self.on_records(rows)
+
     def wait_confirmed(self, timeout: float | None = None) -> bool:
+        self.end_round()
         return True
+
+
+def _row_id(row: WireRow) -> str:
+    return str(row[ROW_ID])
 
 
 def default_service(path: str) -> str:
@@ -245,7 +267,7 @@ class Shipper:
             got = self._read_round()
             now = time.monotonic()
             self._send_lingering(now)
-            self.output.poll()
+            self.output.end_round()
             if now - last_save >= opts.checkpoint_interval_s:
                 self._save()
                 last_save = now
@@ -772,7 +794,8 @@ def ship(
     """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback)."""
     if on_dry_run is not None:
         echo = on_dry_run
-        return Shipper(options, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
+        preview = dataclasses.replace(options, linger_s=0.0)  # every round sends all it read (see EchoOutput)
+        return Shipper(preview, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
     check_paths(options.paths)
     has_files = any(p != "-" for p in options.paths)
     with contextlib.ExitStack() as stack:
@@ -787,6 +810,9 @@ def ship(
         declare_topology(broker, topology_of(settings))
 
         def make_output(confirm: Callable[[object], None]) -> Output:
-            return Publisher(broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop)
+            # mandatory: a batch no queue takes comes back and is held, never counted as shipped.
+            return Publisher(
+                broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop, mandatory=True
+            )
 
         return Shipper(options, make_output, store, notify, pool).run(stop)

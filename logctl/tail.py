@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from logctl.codec import decode_rows
 from logctl.config import Settings
-from logctl.errors import BadInput
+from logctl.errors import BadInput, PermissionDenied
 from logctl.records import Level, WireRow, routing_word
 from logctl.transport import (
     Broker,
@@ -94,10 +94,21 @@ class Tail:
             with Broker(self.settings) as broker:
                 declare_topology(broker, topology_of(self.settings))
                 channel = broker.channel()
-                counter = declare_counter_queue(broker, channel, 100_000)
-                name = declare_tail_queue(
-                    broker, channel, self.settings.exchange, self.options.patterns, self.options.queue_messages, counter
-                )
+                try:
+                    counter = declare_counter_queue(broker, channel, 100_000)
+                    name = declare_tail_queue(
+                        broker,
+                        channel,
+                        self.settings.exchange,
+                        self.options.patterns,
+                        self.options.queue_messages,
+                        counter,
+                    )
+                except PermissionDenied as exc:
+                    raise PermissionDenied(
+                        "tail reads through a temporary queue of its own (server-named, amq.gen-...), which needs "
+                        f"configure permission on amq.gen-.* and write on it; {exc}"
+                    ) from exc
                 reader = QueueReader(broker, name, 0, auto_ack=True, channel=channel)
                 overflow = QueueReader(broker, counter, 0, auto_ack=True, channel=channel)
                 self._ready.set()

@@ -127,6 +127,14 @@ StateDirOpt = Annotated[
     Path | None, typer.Option("--state-dir", help="Checkpoints and the default SQLite sink (env LOGCTL_STATE_DIR)")
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (env LOGCTL_CONFIG)")]
+DeclareOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--declare/--no-declare",
+        help="--no-declare: create no exchange or queue, only check that they exist, for users without "
+        "configure permission (env LOGCTL_DECLARE, config declare) [default: declare]",
+    ),
+]
 OutputOpt = Annotated[
     OutputMode, typer.Option("--output", "-o", help="auto: coloured on a terminal, JSON Lines when piped")
 ]

@@ -8,6 +8,7 @@ import typer
 
 from logctl.cli.app import (
     ConfigOpt,
+    DeclareOpt,
     ExchangeOpt,
     StateDirOpt,
     StopFlag,
@@ -58,6 +59,7 @@ def consume_cmd(
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
     state_dir: StateDirOpt = None,
+    declare: DeclareOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Drain a queue into a sink: acked only after the sink committed, duplicates dropped by record id.
@@ -69,6 +71,7 @@ def consume_cmd(
         config,
         url=url,
         exchange=exchange,
+        declare=declare,
         state_dir=state_dir,
         prefetch=prefetch,
         consume_batch_size=batch_size,
@@ -104,6 +107,7 @@ def _summary(stats: ConsumeStats) -> str:
             ("stored", stats.stored),
             ("duplicates", stats.duplicates),
             ("dead_lettered", stats.dead_lettered),
+            ("kept_undecodable", stats.kept),
             ("seconds", f"{stats.seconds:.2f}"),
             ("records_per_s", f"{stats.records_per_s:.0f}"),
         )

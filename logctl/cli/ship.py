@@ -9,6 +9,7 @@ import typer
 from logctl.checkpoint import CheckpointStore
 from logctl.cli.app import (
     ConfigOpt,
+    DeclareOpt,
     ExchangeOpt,
     OutputOpt,
     StateDirOpt,
@@ -72,6 +73,7 @@ def ship_cmd(
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
     state_dir: StateDirOpt = None,
+    declare: DeclareOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Follow files (or stdin) and publish their records, each batch confirmed by the broker.
@@ -84,6 +86,7 @@ def ship_cmd(
         config,
         url=url,
         exchange=exchange,
+        declare=declare,
         state_dir=state_dir,
         batch_size=batch_size,
         linger_ms=linger_ms,

@@ -8,6 +8,7 @@ import typer
 
 from logctl.cli.app import (
     ConfigOpt,
+    DeclareOpt,
     ExchangeOpt,
     OutputOpt,
     StopFlag,
@@ -40,6 +41,7 @@ def tail_cmd(
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
+    declare: DeclareOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Show records as they are published, through a temporary queue that is gone when you stop.
@@ -48,7 +50,7 @@ def tail_cmd(
     and counted.
     """
     minimum = parse_level(level)
-    settings = settings_from(config, url=url, exchange=exchange)
+    settings = settings_from(config, url=url, exchange=exchange, declare=declare)
     patterns = tail_patterns(minimum, service or (), pattern or ())
     renderer = RecordRenderer(output)
     tune_gc_for_throughput()

@@ -9,7 +9,7 @@ are turned into LogctlErrors here and nowhere else.
 from __future__ import annotations
 
 from logctl.transport.connection import Broker, Delivery, translate, translated
-from logctl.transport.publisher import Outgoing, Publisher
+from logctl.transport.publisher import Outgoing, Publisher, republished
 from logctl.transport.reader import QueuePuller, QueueReader
 from logctl.transport.topology import (
     Topology,
@@ -24,6 +24,7 @@ from logctl.transport.topology import (
     exchange_exists,
     queue_depth,
     queue_exists,
+    require_exchange,
     topology_of,
 )
 
@@ -46,6 +47,8 @@ __all__ = [
     "exchange_exists",
     "queue_depth",
     "queue_exists",
+    "republished",
+    "require_exchange",
     "topology_of",
     "translate",
     "translated",

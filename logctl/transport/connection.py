@@ -15,7 +15,7 @@ import amqp.exceptions
 import kombu
 
 from logctl.config import Settings, mask_url
-from logctl.errors import AuthError, BrokerError, BrokerUnreachable, LogctlError, NotFound
+from logctl.errors import AuthError, BrokerError, BrokerUnreachable, LogctlError, NotFound, PermissionDenied
 
 Notify = Callable[[str], None]
 RECONNECT_BACKOFF_MAX = 30.0
@@ -30,10 +30,36 @@ def _where(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or (5671 if parts.scheme == 'amqps' else 5672)}"
 
 
+# The permission (RabbitMQ's configure/write/read) each refused AMQP method needs.
+_PERMISSION_OF_METHOD = {
+    "Exchange.declare": "configure",
+    "Exchange.delete": "configure",
+    "Queue.declare": "configure",
+    "Queue.delete": "configure",
+    "Queue.bind": "write on the queue and read on the exchange",
+    "Queue.unbind": "write on the queue and read on the exchange",
+    "Basic.publish": "write",
+    "Basic.consume": "read",
+    "Basic.get": "read",
+    "Queue.purge": "read",
+}
+
+
+def _refused_operation(exc: amqp.exceptions.AccessRefused, where: str, user: str, vhost: str) -> PermissionDenied:
+    method = str(getattr(exc, "method_name", "") or "")
+    needed = _PERMISSION_OF_METHOD.get(method, "more")
+    return PermissionDenied(
+        f"broker at {where} refused {method or 'an operation'} for user {user!r} in vhost {vhost!r}: "
+        f"{exc.reply_text} ({needed} permission needed; an administrator grants it with rabbitmqctl set_permissions)"
+    )
+
+
 def translate(exc: BaseException, url: str) -> LogctlError:
     """Return the LogctlError an operator should see for a kombu/amqp/socket exception."""
     where = _where(url)
     user = urlsplit(url).username or "guest"
+    if isinstance(exc, amqp.exceptions.AccessRefused) and "Login was refused" not in str(exc.reply_text):
+        return _refused_operation(exc, where, user, urlsplit(url).path[1:] or "/")
     if isinstance(exc, amqp.exceptions.AccessRefused):
         return AuthError(
             f"broker at {where} refused the login for user {user!r}: check the password in --url/LOGCTL_URL"

@@ -5,6 +5,11 @@ The channel is put in confirm mode and many messages are in flight at once; the 
 ``on_confirm``. Only then does the caller count it as sent. If the connection drops,
 every unconfirmed message is published again after reconnecting (at-least-once; the
 record ids let sinks drop the duplicates). Nacked messages are published again too.
+
+With ``mandatory`` the broker returns a message that no queue (and no alternate
+exchange) takes, then acks it: such a message is never counted as confirmed. It goes to
+``on_return`` when the caller has a use for it (replay leaves it where it was); otherwise
+it is held and published again with backoff until a queue is bound, still in flight.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import amqp
 
-from logctl.transport.connection import CONNECTION_ERRORS, Broker, translated
+from logctl.transport.connection import CONNECTION_ERRORS, Broker, Delivery, translated
 
 
 @dataclass(slots=True)
@@ -31,6 +36,28 @@ class Outgoing:
     headers: Mapping[str, Any] | None = None
     exchange: str | None = None
     properties: Mapping[str, Any] | None = None
+    returns: int = 0  # times the broker returned it as unroutable
+
+
+RETURN_BACKOFF_MAX = 30.0
+
+
+def republished(
+    delivery: Delivery, exchange: str, routing_key: str, headers: Mapping[str, Any], token: object
+) -> Outgoing:
+    """Return an Outgoing that publishes ``delivery`` again: body and properties intact, ``headers`` added."""
+    properties = {
+        k: v for k, v in delivery.properties.items() if k not in ("content_type", "delivery_mode") and v is not None
+    }
+    return Outgoing(
+        delivery.body,
+        routing_key,
+        delivery.content_type or "application/octet-stream",
+        token=token,
+        headers={**delivery.headers, **headers},
+        exchange=exchange,
+        properties=properties,
+    )
 
 
 class Publisher:
@@ -45,6 +72,8 @@ class Publisher:
         reconnect: bool = True,
         should_stop: Callable[[], bool] = lambda: False,
         confirm: bool = True,
+        mandatory: bool = False,
+        on_return: Callable[[Outgoing], None] | None = None,
     ) -> None:
         self.broker = broker
         self.exchange = exchange
@@ -53,8 +82,13 @@ class Publisher:
         self.reconnect = reconnect
         self.should_stop = should_stop
         self.confirm = confirm  # False only for benchmarks: nothing is ever confirmed then
+        self.mandatory = mandatory
+        self.on_return = on_return
         self._inflight: dict[int, Outgoing] = {}
         self._resend: list[Outgoing] = []
+        self._returned: set[int] = set()  # in-flight sequence numbers the broker returned
+        self._held: list[tuple[float, Outgoing]] = []  # returned, to be published again at a time
+        self._unroutable: set[tuple[str, str]] = set()  # (exchange, key) told about once
         self._seq = 0
         self._channel: Any = None
         self._open()
@@ -62,7 +96,7 @@ class Publisher:
     @property
     def in_flight(self) -> int:
         """Messages published and not yet confirmed."""
-        return len(self._inflight) + len(self._resend)
+        return len(self._inflight) + len(self._resend) + len(self._held)
 
     def publish(self, out: Outgoing) -> None:
         """Publish ``out``, first waiting while the window is full or the broker blocks us.
@@ -79,6 +113,10 @@ class Publisher:
 
     def poll(self) -> None:
         """Handle confirms that have arrived, without waiting."""
+        self._pump(0)
+
+    def end_round(self) -> None:
+        """The caller sent all it had due for now: handle confirms, as ``poll``."""
         self._pump(0)
 
     def wait_confirmed(self, timeout: float | None = None) -> bool:
@@ -107,8 +145,10 @@ class Publisher:
                 channel.confirm_select()
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
         self._channel = channel
         self._seq = 0
+        self._returned.clear()
 
     def _send(self, out: Outgoing) -> None:
         properties = dict(out.properties or {})
@@ -122,7 +162,9 @@ class Publisher:
         self._seq += 1
         self._inflight[self._seq] = out
         try:
-            self._channel.basic_publish(message, exchange=out.exchange or self.exchange, routing_key=out.routing_key)
+            self._channel.basic_publish(
+                message, exchange=self._exchange_of(out), routing_key=out.routing_key, mandatory=self.mandatory
+            )
         except CONNECTION_ERRORS as exc:
             self._recover(exc)
             return
@@ -134,6 +176,8 @@ class Publisher:
             self.broker.drain(timeout)
         except CONNECTION_ERRORS as exc:
             self._recover(exc)
+        if self._held:
+            self._release_held()
         while self._resend and not self.broker.blocked:
             self._send(self._resend.pop(0))
 
@@ -142,18 +186,79 @@ class Publisher:
         if not multiple:
             out = inflight.pop(tag, None)
             if out is not None:
-                self.on_confirm(out.token)
+                self._settle(tag, out)
             return
         while inflight:
             first = next(iter(inflight))
             if first > tag:
                 break
-            self.on_confirm(inflight.pop(first).token)
+            self._settle(first, inflight.pop(first))
+
+    def _settle(self, tag: int, out: Outgoing) -> None:
+        """An acked message: confirmed, unless the broker returned it first."""
+        if self._returned and tag in self._returned:
+            self._returned.discard(tag)
+            out.returns += 1
+            if self.on_return is not None:
+                self.on_return(out)
+                return
+            self._hold(out)
+            return
+        if out.returns:
+            self._routed_again(out)
+        self.on_confirm(out.token)
+
+    def _on_return(self, _exc: object, exchange: str, routing_key: str, message: Any) -> None:
+        """basic.return (before the message's ack): mark the first in-flight message it matches.
+
+        A return names no sequence number; messages in flight with the same exchange, key
+        and body are interchangeable for what follows, so the first unmarked one is taken.
+        """
+        body = bytes(message.body)
+        for tag, out in self._inflight.items():
+            if (
+                tag not in self._returned
+                and out.routing_key == routing_key
+                and self._exchange_of(out) == exchange
+                and out.body == body
+            ):
+                self._returned.add(tag)
+                return
+
+    def _hold(self, out: Outgoing) -> None:
+        """Keep a returned message to publish again later, backing off; say so once per key."""
+        exchange = self._exchange_of(out)
+        if (exchange, out.routing_key) not in self._unroutable:
+            self._unroutable.add((exchange, out.routing_key))
+            self.broker.notify(
+                f"no queue is bound for routing key {out.routing_key!r} on exchange {exchange!r} and it has no "
+                "alternate exchange: holding those records unconfirmed and retrying until a queue is bound "
+                "(or apply the policy preset unrouted-ae)"
+            )
+        delay = min(0.5 * 2**out.returns, RETURN_BACKOFF_MAX)
+        self._held.append((time.monotonic() + delay, out))
+
+    def _release_held(self) -> None:
+        now = time.monotonic()
+        due = [out for when, out in self._held if when <= now]
+        if due:
+            self._held = [(when, out) for when, out in self._held if when > now]
+            self._resend.extend(due)
+
+    def _routed_again(self, out: Outgoing) -> None:
+        key = (self._exchange_of(out), out.routing_key)
+        if key in self._unroutable:
+            self._unroutable.discard(key)
+            self.broker.notify(f"routing key {out.routing_key!r} on exchange {key[0]!r} is routed again; resuming")
+
+    def _exchange_of(self, out: Outgoing) -> str:
+        return self.exchange if out.exchange is None else out.exchange
 
     def _on_nack(self, tag: int, multiple: bool) -> None:
         inflight = self._inflight
         tags = [t for t in inflight if t <= tag] if multiple else [tag]
         for t in tags:
+            self._returned.discard(t)
             out = inflight.pop(t, None)
             if out is not None:
                 self._resend.append(out)
@@ -166,6 +271,7 @@ class Publisher:
         # Everything unconfirmed goes again, in order, on the new channel (see _pump).
         self._resend[:0] = self._inflight.values()
         self._inflight.clear()
+        self._returned.clear()
         self.broker.notify(f"connection to broker lost ({type(exc).__name__}); reconnecting")
         self.broker.reconnect(self.should_stop)
         self._open()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import amqp.exceptions
 import kombu
 
 from logctl.config import Settings
-from logctl.errors import NotFound
-from logctl.transport.connection import Broker, translated
+from logctl.errors import NotFound, PermissionDenied
+from logctl.transport.connection import Broker, translate, translated
 
 # Names derived from the main exchange (``logs`` by default).
 UNROUTED_SUFFIX = ".unrouted"
@@ -61,21 +62,117 @@ def _channel(broker: Broker) -> Iterator[Any]:
 
 
 def declare_topology(broker: Broker, topology: Topology) -> None:
-    """Declare the main topic exchange with its alternate exchange, and the dead-letter pair."""
-    with _channel(broker) as channel:
-        unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
-        unrouted.declare(channel=channel)
-        quorum = {"x-queue-type": "quorum"}
-        kombu.Queue(topology.unrouted_queue, unrouted, durable=True, queue_arguments=quorum).declare(channel=channel)
-        main = kombu.Exchange(
-            topology.exchange, "topic", durable=True, arguments={"alternate-exchange": topology.unrouted_exchange}
+    """Make sure the main exchange exists, declaring logctl's topology where it may.
+
+    With ``settings.declare`` off nothing is declared: the exchange is checked passively.
+    Otherwise the alternate-exchange pair, the main topic exchange and the dead-letter pair
+    are declared. An exchange someone else declared with other arguments is used as it is
+    (with one warning of what that costs), and a user without configure permission falls
+    back to the topology as it stands.
+    """
+    if not broker.settings.declare:
+        require_exchange(broker, topology.exchange)
+        return
+    try:
+        _declare_all(broker, topology)
+    except _Refused as refused:
+        if not exchange_exists(broker, topology.exchange):
+            raise translate(refused.error, broker.settings.url) from refused.error
+        _warn_once(
+            broker,
+            f"user {_user(broker)!r} may not declare {refused.what} ({refused.error.reply_text}); "
+            "using the topology as it stands (--no-declare skips declaring)",
         )
-        main.declare(channel=channel)
-        dlx = kombu.Exchange(topology.dead_letter_exchange, "fanout", durable=True)
-        dlx.declare(channel=channel)
-        kombu.Queue(topology.dead_letter_queue, dlx, durable=True, queue_arguments=quorum).declare(channel=channel)
+
+
+class _Refused(Exception):
+    def __init__(self, what: str, error: amqp.exceptions.AccessRefused) -> None:
+        super().__init__(what)
+        self.what = what
+        self.error = error
+
+
+def _declare_all(broker: Broker, topology: Topology) -> None:
+    quorum = {"x-queue-type": "quorum"}
+    unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
+    _declare(broker, f"exchange {unrouted.name!r}", unrouted.declare)
+    unrouted_queue = kombu.Queue(topology.unrouted_queue, unrouted, durable=True, queue_arguments=quorum)
+    _declare(broker, f"queue {unrouted_queue.name!r}", unrouted_queue.declare)
+    main = kombu.Exchange(
+        topology.exchange, "topic", durable=True, arguments={"alternate-exchange": topology.unrouted_exchange}
+    )
+    existed = exchange_exists(broker, topology.exchange)
+    mismatch = _declare(broker, f"exchange {main.name!r}", main.declare, tolerate_mismatch=existed)
+    if mismatch is not None:
+        _warn_once(
+            broker,
+            f"exchange {topology.exchange!r} exists with other arguments than logctl's ({mismatch}); using it as "
+            "it is. Without logctl's alternate exchange the broker would drop records no queue is bound for: ship "
+            "holds them unconfirmed and retries until a queue is bound. To keep them in "
+            f"{topology.unrouted_queue!r} instead: logctl policy apply unrouted-ae",
+        )
+    dlx = kombu.Exchange(topology.dead_letter_exchange, "fanout", durable=True)
+    _declare(broker, f"exchange {dlx.name!r}", dlx.declare)
+    dlq = kombu.Queue(topology.dead_letter_queue, dlx, durable=True, queue_arguments=quorum)
+    _declare(broker, f"queue {dlq.name!r}", dlq.declare)
     if topology.default_queue:
-        declare_consumer_queue(broker, topology, topology.default_queue, ("#",))
+        with _refusable(f"queue {topology.default_queue!r}"):
+            declare_consumer_queue(broker, topology, topology.default_queue, ("#",))
+
+
+def _declare(broker: Broker, what: str, declare: Callable[..., Any], *, tolerate_mismatch: bool = False) -> str | None:
+    """Run one declaration on a channel of its own (a refusal closes the channel).
+
+    Returns the broker's reason when ``tolerate_mismatch`` and the thing exists with other
+    arguments; raises _Refused when the user may not declare it.
+    """
+    with _refusable(what), _channel(broker) as channel:
+        try:
+            declare(channel=channel)
+        except amqp.exceptions.PreconditionFailed as exc:
+            if not tolerate_mismatch:
+                raise
+            return str(exc.reply_text)
+    return None
+
+
+@contextlib.contextmanager
+def _refusable(what: str) -> Iterator[None]:
+    """Turn a refused declaration (raw, or translated already) into _Refused."""
+    try:
+        yield
+    except amqp.exceptions.AccessRefused as exc:
+        raise _Refused(what, exc) from exc
+    except PermissionDenied as exc:
+        if isinstance(exc.__cause__, amqp.exceptions.AccessRefused):
+            raise _Refused(what, exc.__cause__) from exc
+        raise
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(broker: Broker, message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        broker.notify(message)
+
+
+def _user(broker: Broker) -> str:
+    return urlsplit(broker.settings.url).username or "guest"
+
+
+def _vhost(broker: Broker) -> str:
+    return urlsplit(broker.settings.url).path[1:] or "/"
+
+
+def require_exchange(broker: Broker, exchange: str) -> None:
+    """NotFound, naming who can fix it, unless ``exchange`` exists (a passive check)."""
+    if not exchange_exists(broker, exchange):
+        raise NotFound(
+            f"exchange {exchange!r} does not exist in vhost {_vhost(broker)!r} and --no-declare forbids creating it: "
+            "a user with configure permission can create it by running logctl once without --no-declare"
+        )
 
 
 def declare_consumer_queue(
@@ -154,17 +251,25 @@ def exchange_exists(broker: Broker, exchange: str) -> bool:
 
 def ensure_consumer_queue(
     broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], queue_type: str = "quorum"
-) -> None:
+) -> bool:
     """Use an existing queue as it is (adding only the bindings asked for); declare a missing one.
 
-    A missing queue is bound to ``patterns``, or to ``#`` when none are given.
+    A missing queue is bound to ``patterns``, or to ``#`` when none are given. Returns
+    whether it was declared now (and so dead-letters to logctl's DLX). With
+    ``settings.declare`` off a missing queue is a NotFound that says who can create it.
     """
     if not queue_exists(broker, queue):
+        if not broker.settings.declare:
+            raise NotFound(
+                f"queue {queue!r} does not exist in vhost {_vhost(broker)!r} and --no-declare forbids creating it: "
+                "a user with configure permission can create it (logctl consume --queue ... without --no-declare)"
+            )
         declare_consumer_queue(broker, topology, queue, patterns or ("#",), queue_type)
-        return
+        return True
     with _channel(broker) as channel:
         for pattern in patterns:
             channel.queue_bind(queue, topology.exchange, pattern)
+    return False
 
 
 def queue_depth(broker: Broker, queue: str) -> int:
