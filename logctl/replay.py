@@ -5,6 +5,12 @@ after the broker confirmed its copy at the destination. Killed at any moment, re
 loses nothing; at worst a message is published twice, and consumers drop the
 duplicate by record id. Messages that do not match the filters are never acked, so
 they return to the dead-letter queue in their order when the channel closes.
+
+The destination is the queue that dead-lettered the message, through the default
+exchange: only that queue gets it back, not every queue bound to its routing key
+(those never rejected it). Publishes are ``mandatory``: a message whose queue (or route,
+with ``--to-exchange``) no longer exists comes back from the broker and stays in the
+dead-letter queue, reported as ``unroutable``.
 """
 
 from __future__ import annotations
@@ -16,9 +22,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from logctl.deadletter import DEATH_EXCHANGE, DEATH_QUEUE, DEATH_REASON, DEATH_ROUTING_KEY, DEATH_TIME
 from logctl.errors import NotFound
 from logctl.records import Level, routing_word
-from logctl.transport import Broker, Delivery, Outgoing, Publisher, QueuePuller, exchange_exists, queue_exists
+from logctl.transport import (
+    Broker,
+    Delivery,
+    Outgoing,
+    Publisher,
+    QueuePuller,
+    exchange_exists,
+    queue_exists,
+    republished,
+)
 
 REPLAYS_HEADER = "x-logctl-replays"
 REASONS = ("rejected", "expired", "maxlen", "delivery_limit")
@@ -29,6 +45,7 @@ class Outcome(StrEnum):
     FILTERED = "filtered"  # did not match the filters: left in place
     NO_DEATH = "no_x_death"  # published there by hand: nowhere to go back to
     TOO_MANY = "max_replays"  # replayed too often already: loop guard
+    UNROUTABLE = "unroutable"  # its destination no longer exists: left in place
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +96,7 @@ class ReplayOptions:
 
     @property
     def has_override(self) -> bool:
-        return self.to_exchange is not None or self.to_queue is not None
+        return self.to_exchange is not None or self.to_queue is not None or self.to_routing_key is not None
 
 
 @dataclass(slots=True)
@@ -105,10 +122,14 @@ def _utc(value: Any) -> datetime | None:
 
 
 def origin_of(headers: Mapping[str, Any]) -> Origin | None:
-    """Return the first death of a message (x-first-death-* and its x-death entry), or None."""
+    """Return the first death of a message (x-first-death-* and its x-death entry), or None.
+
+    A message consume set aside by hand (its queue could not dead-letter) carries
+    ``x-logctl-death-*`` headers instead.
+    """
     deaths = headers.get("x-death")
     if not isinstance(deaths, list) or not deaths:
-        return None
+        return _set_aside_origin(headers)
     queue = headers.get("x-first-death-queue")
     first = next((d for d in deaths if isinstance(d, dict) and d.get("queue") == queue), deaths[-1])
     if not isinstance(first, dict):
@@ -123,13 +144,40 @@ def origin_of(headers: Mapping[str, Any]) -> Origin | None:
     )
 
 
+def _set_aside_origin(headers: Mapping[str, Any]) -> Origin | None:
+    queue = headers.get(DEATH_QUEUE)
+    if not isinstance(queue, str | bytes):
+        return None
+    return Origin(
+        exchange=str(headers.get(DEATH_EXCHANGE, "")),
+        routing_key=str(headers.get(DEATH_ROUTING_KEY, "")),
+        queue=str(queue),
+        reason=str(headers.get(DEATH_REASON, "rejected")),
+        died_at=_utc(headers.get(DEATH_TIME)),
+    )
+
+
 def _destination(origin: Origin | None, options: ReplayOptions) -> tuple[str, str]:
-    """Return (exchange, routing key) to publish to: the overrides, else the origin."""
+    """Return (exchange, routing key) to publish to.
+
+    ``--to-queue``, else a re-route by ``--to-exchange``/``--to-routing-key`` (what is not
+    given comes from the origin), else the origin queue through the default exchange.
+    """
     if options.to_queue is not None:
         return "", options.to_queue
+    if options.to_exchange is None and options.to_routing_key is None:
+        return "", origin.queue if origin else ""
     exchange = options.to_exchange if options.to_exchange is not None else (origin.exchange if origin else "")
     key = options.to_routing_key if options.to_routing_key is not None else (origin.routing_key if origin else "")
     return exchange, key
+
+
+@dataclass(frozen=True, slots=True)
+class _Moving:
+    """A message on its way: its tag in the dead-letter queue and its report row."""
+
+    delivery_tag: int
+    row: tuple[str, str, str]
 
 
 class _Replayer:
@@ -138,7 +186,15 @@ class _Replayer:
         self.report = ReplayReport()
         self.puller = QueuePuller(broker, options.queue)
         self.publisher = (
-            Publisher(publish_broker, "", self._confirmed, max_in_flight=64, reconnect=False)
+            Publisher(
+                publish_broker,
+                "",
+                self._confirmed,
+                max_in_flight=64,
+                reconnect=False,
+                mandatory=True,
+                on_return=self._returned,
+            )
             if publish_broker is not None
             else None
         )
@@ -146,8 +202,18 @@ class _Replayer:
         self._broker = broker
 
     def _confirmed(self, token: object) -> None:
-        assert isinstance(token, int)
-        self.puller.ack(token)
+        assert isinstance(token, _Moving)
+        self.puller.ack(token.delivery_tag)
+
+    def _returned(self, out: Outgoing) -> None:
+        """Unroutable: not acked, so it stays in the dead-letter queue; counted apart from the moved."""
+        token = out.token
+        assert isinstance(token, _Moving)
+        report = self.report
+        report.outcomes.subtract({Outcome.MOVED: 1, Outcome.UNROUTABLE: -1})
+        report.rows.subtract({(*token.row, Outcome.MOVED): 1, (*token.row, Outcome.UNROUTABLE): -1})
+        report.rows = +report.rows  # drop the rows counted down to nothing
+        report.outcomes = +report.outcomes
 
     def classify(self, delivery: Delivery) -> tuple[Outcome, Origin | None]:
         origin = origin_of(delivery.headers)
@@ -163,23 +229,10 @@ class _Replayer:
             self._checked[exchange] = exchange_exists(self._broker, exchange)
         if not self._checked[exchange]:
             raise NotFound(f"exchange {exchange!r} no longer exists: send the messages elsewhere with --to-exchange")
-        headers = dict(delivery.headers)
-        headers[REPLAYS_HEADER] = int(headers.get(REPLAYS_HEADER, 0)) + 1
-        properties = {
-            k: v for k, v in delivery.properties.items() if k not in ("content_type", "delivery_mode") and v is not None
-        }
+        headers = {REPLAYS_HEADER: int(delivery.headers.get(REPLAYS_HEADER, 0)) + 1}
+        row = (origin.queue, origin.routing_key, origin.reason) if origin else ("", "", "")
         assert self.publisher is not None
-        self.publisher.publish(
-            Outgoing(
-                delivery.body,
-                key,
-                delivery.content_type or "application/octet-stream",
-                token=delivery.delivery_tag,
-                headers=headers,
-                exchange=exchange,
-                properties=properties,
-            )
-        )
+        self.publisher.publish(republished(delivery, exchange, key, headers, _Moving(delivery.delivery_tag, row)))
 
 
 def replay(

@@ -34,8 +34,12 @@ def replay_cmd(
     since: Annotated[str | None, typer.Option(help="Died at or after: ISO time or a duration ago (2h)")] = None,
     until: Annotated[str | None, typer.Option(help="Died at or before: ISO time or a duration ago")] = None,
     limit: Annotated[int | None, typer.Option(help="Move at most this many")] = None,
-    to_exchange: Annotated[str | None, typer.Option(help="Publish here instead of the original exchange")] = None,
-    to_routing_key: Annotated[str | None, typer.Option(help="Use this routing key instead of the original")] = None,
+    to_exchange: Annotated[
+        str | None, typer.Option(help="Re-route through this exchange (with the original routing key) instead")
+    ] = None,
+    to_routing_key: Annotated[
+        str | None, typer.Option(help="Re-route with this routing key (through the original exchange) instead")
+    ] = None,
     to_queue: Annotated[str | None, typer.Option(help="Send straight to this queue (default exchange)")] = None,
     max_replays: Annotated[int, typer.Option(help="Leave messages replayed this often already")] = 3,
     output: OutputOpt = OutputMode.AUTO,
@@ -43,10 +47,12 @@ def replay_cmd(
     exchange: ExchangeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Publish dead-lettered messages back to their original exchange and routing key, then ack them.
+    """Put dead-lettered messages back into the queue that dead-lettered them, then ack them.
 
-    Each message leaves the dead-letter queue only after the broker confirmed its copy:
-    killed at any moment, replay loses nothing. Messages that do not match stay in order.
+    Only that queue gets each message back (through the default exchange), not every
+    queue bound to its routing key. Each message leaves the dead-letter queue only after
+    the broker confirmed its copy: killed at any moment, replay loses nothing. Messages
+    whose queue no longer exists, and those that do not match, stay in order.
     """
     settings = settings_from(config, url=url, exchange=exchange)
     bad = sorted(set(reason or ()) - set(REASONS))
