@@ -1,8 +1,8 @@
 """Draining a queue into a sink: at-least-once on the wire, exactly-once in the sink.
 
 A batch is acknowledged only after the sink committed it; the sink keys on record ids,
-so a redelivery after a crash adds no row. A message that cannot be decoded is rejected
-without requeue, which dead-letters it.
+so a redelivery after a crash adds no row. A message that cannot be decoded is set
+aside in a dead-letter queue (see deadletter), never simply dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logctl.codec import decode_rows
+from logctl.deadletter import DeadLetterer, queue_dead_letters
 from logctl.errors import BadInput, BrokerUnreachable
 from logctl.records import WireRow
 from logctl.sinks import Sink
@@ -29,6 +30,7 @@ class ConsumeStats:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    kept: int = 0  # undecodable and nowhere to set aside: left unacked in the queue
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     last_settled: float | None = None  # when the last batch was acked
@@ -61,19 +63,23 @@ class ConsumeOptions:
     queue_type: str = "quorum"
 
 
-def _decode_batch(deliveries: list[Delivery], reader: QueueReader, stats: ConsumeStats) -> tuple[list[WireRow], int]:
-    """Decode deliveries; reject the undecodable ones. Returns (records, last good delivery tag)."""
+def _decode_batch(
+    deliveries: list[Delivery], reader: QueueReader, stats: ConsumeStats, letterer: DeadLetterer
+) -> tuple[list[WireRow], list[int]]:
+    """Decode deliveries; set the undecodable ones aside. Returns (records, tags of the decoded)."""
     records: list[WireRow] = []
-    last_good = 0
+    good: list[int] = []
     for d in deliveries:
         try:
             records.extend(decode_rows(d.body, d.content_type, d.message_id))
-        except BadInput:
-            reader.reject(d.delivery_tag)
-            stats.dead_lettered += 1
+        except BadInput as exc:
+            if letterer.set_aside(d, reader, str(exc)):
+                stats.dead_lettered += 1
+            else:
+                stats.kept += 1
             continue
-        last_good = d.delivery_tag
-    return records, last_good
+        good.append(d.delivery_tag)
+    return records, good
 
 
 def _collect(reader: QueueReader, options: ConsumeOptions, stop: Callable[[], bool]) -> list[Delivery]:
@@ -109,7 +115,8 @@ class _Written:
     """A batch handed to the sink writer: acked once its write returns."""
 
     future: Future[int] | None  # None: nothing in it decoded (all dead-lettered)
-    last_good: int
+    good: list[int]  # delivery tags of the decoded deliveries
+    one_by_one: bool  # ack each: a kept delivery must not be acked by a ``multiple`` ack
     messages: int
     records: int
 
@@ -128,7 +135,26 @@ def consume(
     prepared (see Sink); a batch is acked only once its store returned.
     """
     declare_topology(broker, topology)
-    ensure_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
+    declared = ensure_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
+    dead_letters, why = queue_dead_letters(broker, topology, options.queue, declared)
+    letterer = DeadLetterer(broker, topology, options.queue, dead_letters)
+    plan = letterer.plan(why)
+    if plan is not None:
+        broker.notify(plan)
+    try:
+        return _consume(broker, sink, options, stop, on_batch, letterer)
+    finally:
+        letterer.close()
+
+
+def _consume(
+    broker: Broker,
+    sink: Sink[Any],
+    options: ConsumeOptions,
+    stop: Callable[[], bool],
+    on_batch: Callable[[ConsumeStats], None],
+    letterer: DeadLetterer,
+) -> ConsumeStats:
     stats = ConsumeStats()
     reader = QueueReader(broker, options.queue, options.prefetch)
     last_activity = time.monotonic()
@@ -136,8 +162,11 @@ def consume(
 
     def settle(written: _Written) -> None:
         stored = written.future.result() if written.future is not None else 0
-        if written.last_good:
-            reader.ack(written.last_good, multiple=True)
+        if written.one_by_one:
+            for tag in written.good:
+                reader.ack(tag)
+        elif written.good:
+            reader.ack(written.good[-1], multiple=True)
         stats.messages += written.messages
         stats.records += written.records
         stats.stored += stored
@@ -151,9 +180,9 @@ def consume(
             try:
                 batch = _collect(reader, options, stop)
                 if batch:
-                    records, last_good = _decode_batch(batch, reader, stats)
+                    records, good = _decode_batch(batch, reader, stats, letterer)
                     future = writer.submit(sink.store, sink.prepare(records)) if records else None
-                    written = _Written(future, last_good, len(batch), len(records))
+                    written = _Written(future, good, stats.kept > 0, len(batch), len(records))
                     if pending is not None:
                         settle(pending)
                     pending = written
