@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import amqp
 import pytest
@@ -16,9 +21,45 @@ BROKER_URL = os.environ.get("LOGCTL_TEST_URL", "amqp://guest:guest@localhost:567
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _delete_topology(exchange: str, queues: list[str]) -> None:
-    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+def amqp_connect(url: str = BROKER_URL) -> amqp.Connection:
+    """A plain py-amqp connection (a client that is not logctl) to the test broker."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    conn = amqp.Connection(
+        f"{parts.hostname or 'localhost'}:{parts.port or 5672}",
+        userid=unquote(parts.username or "guest"),
+        password=unquote(parts.password or "guest"),
+        virtual_host=vhost,
+    )
     conn.connect()
+    return conn
+
+
+def management(method: str, path: str, body: object | None = None) -> Any:
+    """Call the test broker's management API (port 15672 of its host) as its admin user."""
+    parts = urlsplit(BROKER_URL)
+    request = urllib.request.Request(
+        f"http://{parts.hostname or 'localhost'}:15672{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    token = base64.b64encode(f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def with_login(url: str, user: str, password: str) -> str:
+    """``url`` with another user and password."""
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
+
+
+def _delete_topology(exchange: str, queues: list[str]) -> None:
+    conn = amqp_connect()
     try:
         ch = conn.channel()
         for q in [f"{exchange}.default", f"{exchange}.unrouted", f"{exchange}.dlq", *queues]:

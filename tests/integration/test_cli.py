@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from logctl.cli import app
 from logctl.codec import JSON_TYPE, MSGPACK_TYPE
-from tests.conftest import Env, run_logctl
+from tests.conftest import BROKER_URL, Env, amqp_connect, run_logctl, with_login
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_dry_run_prints_records_as_json_lines(env: Env, tmp_path: Path) -> None:
         (["consume", "--sink", "mongodb://x"], {}, 3, "unknown sink"),
         (
             ["ship", "--no-follow", "README.md"],
-            {"LOGCTL_URL": "amqp://guest:wrong@localhost:5672//"},
+            {"LOGCTL_URL": with_login(BROKER_URL, "guest", "wrong")},
             8,
             "refused the login",
         ),
@@ -116,8 +116,7 @@ def test_config_show_says_where_each_value_came_from(env: Env, tmp_path: Path) -
 
 
 def _publish_raw(env: Env, body: bytes, content_type: str, routing_key: str = "x.info") -> None:
-    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
-    conn.connect()
+    conn = amqp_connect()
     ch = conn.channel()
     ch.confirm_select()
     ch.basic_publish(amqp.Message(body, content_type=content_type), exchange=env.exchange, routing_key=routing_key)
@@ -170,7 +169,12 @@ def test_undecodable_message_is_dead_lettered_and_foreign_text_is_stored(env: En
         ]
     dlq = run_logctl(["consume", "--queue", f"{env.exchange}.dlq", "--exit-when-idle", "1s", "--sink", "stdout"], env)
     assert dlq.returncode == 0, dlq.stderr
-    assert "dead_lettered=1" in dlq.stderr  # still undecodable: it moves on, it never loops
+    # Still undecodable, and the dead-letter queue has nowhere further to send it: it
+    # stays there (it used to be rejected, which deleted it), and consume does not loop.
+    assert "dead_lettered=0 kept_undecodable=1" in dlq.stderr
+    conn = amqp_connect()
+    assert conn.channel().queue_declare(f"{env.exchange}.dlq", passive=True)[1] == 1
+    conn.close()
 
 
 def test_tail_shows_records_at_or_above_the_level_as_json(env: Env, tmp_path: Path) -> None:
@@ -207,3 +211,30 @@ def test_second_ship_on_one_state_dir_is_refused_naming_the_holder(env: Env, tmp
         first.terminate()
         first.wait(timeout=30)
     assert first.returncode == 0
+
+
+def test_dry_run_prints_records_in_file_order_also_with_workers(env: Env, tmp_path: Path) -> None:
+    """Batches hold one routing key each; the preview must still read like the file."""
+    lines = []
+    for n in range(120_000):  # > 4 MiB, so that the parse workers take it
+        kind = n % 4
+        if kind == 0:
+            lines.append(f'{{"level":"error","msg":"n {n}","service":"api"}}')
+        elif kind == 1:
+            lines.append(f'level=info msg="n {n}" service=worker')
+        elif kind == 2:
+            lines.append(f"2026-11-27 10:00:{n % 60:02d},123 WARNING app: n {n}")
+        else:
+            lines.append(f'level=debug msg="n {n}"')
+    log = tmp_path / "mixed.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert log.stat().st_size > 4 << 20
+    for workers in ("0", "2"):
+        result = run_logctl(
+            ["ship", "--no-follow", "--dry-run", "--workers", workers, "--output", "json", str(log)], env
+        )
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        numbers = [int(r["message"].rsplit(" ", 1)[1]) for r in records]
+        assert numbers == list(range(120_000)), f"--workers {workers}: out of file order"
+        assert {r["level"] for r in records[:4]} == {"ERROR", "INFO", "WARN", "DEBUG"}

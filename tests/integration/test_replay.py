@@ -11,15 +11,13 @@ import time
 import amqp
 import pytest
 
-from tests.conftest import Env, run_logctl
+from tests.conftest import Env, amqp_connect, run_logctl
 
 pytestmark = pytest.mark.integration
 
 
 def connect() -> amqp.Connection:
-    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
-    conn.connect()
-    return conn
+    return amqp_connect()
 
 
 def publish(ch: amqp.Channel, exchange: str, key: str, body: str, **headers: object) -> None:
@@ -198,3 +196,70 @@ def test_unknown_queue_is_exit_5(env: Env) -> None:
     result = run_logctl(["replay", "no-such-queue"], env)
     assert result.returncode == 5
     assert "does not exist" in result.stderr
+
+
+def test_replay_returns_messages_only_to_the_queue_that_rejected_them(env: Env) -> None:
+    """Two queues (and logctl's default queue) take the same key; only one rejects."""
+    rejecter, bystander = env.queue("rejecter"), env.queue("bystander")
+    declare_consumer_queue(env, rejecter, "shared.*")
+    declare_consumer_queue(env, bystander, "shared.*")
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_select()
+    for i in range(50):
+        publish(ch, env.exchange, "shared.error", f"s{i}")
+    for _ in range(50):
+        msg = ch.basic_get(rejecter)
+        ch.basic_reject(msg.delivery_tag, requeue=False)
+    dlq, default = f"{env.exchange}.dlq", f"{env.exchange}.default"
+    deadline = time.time() + 10
+    while depth(ch, dlq) < 50 and time.time() < deadline:
+        time.sleep(0.2)
+    before = {q: depth(ch, q) for q in (rejecter, bystander, default)}
+    assert before == {rejecter: 0, bystander: 50, default: 50}
+    result = run_logctl(["replay", "dlq"], env)
+    assert result.returncode == 0, result.stderr
+    assert "moved 50, left 0" in result.stderr
+    assert {q: depth(ch, q) for q in before} == {rejecter: 50, bystander: 50, default: 50}
+    assert sorted(m.body for m in drain(ch, rejecter)) == sorted(f"s{i}".encode() for i in range(50))
+    conn.close()
+
+
+def test_a_message_whose_origin_queue_is_gone_stays_in_the_dead_letter_queue(env: Env) -> None:
+    gone, kept = env.queue("gone"), env.queue("kept")
+    declare_consumer_queue(env, gone, "gone.*")
+    declare_consumer_queue(env, kept, "kept.*")
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_select()
+    for i in range(3):
+        publish(ch, env.exchange, "gone.info", f"g{i}")
+        publish(ch, env.exchange, "kept.info", f"k{i}")
+    for queue in (gone, kept):
+        for _ in range(3):
+            msg = ch.basic_get(queue)
+            ch.basic_reject(msg.delivery_tag, requeue=False)
+    dlq = f"{env.exchange}.dlq"
+    deadline = time.time() + 10
+    while depth(ch, dlq) < 6 and time.time() < deadline:
+        time.sleep(0.2)
+    ch.queue_delete(gone)
+    result = run_logctl(["replay", "dlq", "--output", "json"], env)
+    assert result.returncode == 0, result.stderr
+    assert "moved 3, left 3" in result.stderr and "unroutable=3" in result.stderr
+    rows = {(r["origin_queue"], r["outcome"]): r["count"] for r in map(json.loads, result.stdout.splitlines())}
+    assert rows == {(gone, "unroutable"): 3, (kept, "moved"): 3}
+    assert sorted(m.body for m in drain(ch, dlq)) == [b"g0", b"g1", b"g2"]
+    assert sorted(m.body for m in drain(ch, kept)) == [b"k0", b"k1", b"k2"]
+    conn.close()
+
+
+def test_to_exchange_still_reroutes_by_routing_key(env: Env, dead_letters: dict[str, str]) -> None:
+    result = run_logctl(["replay", "dlq", "--reason", "rejected", "--to-exchange", env.exchange], env)
+    assert result.returncode == 0, result.stderr
+    assert "moved 5" in result.stderr
+    conn = connect()
+    ch = conn.channel()
+    assert depth(ch, dead_letters["a"]) == 5  # bound by a.*
+    assert depth(ch, f"{env.exchange}.default") == 5 + 5 + 5  # the originals of a and b, and the re-routed
+    conn.close()

@@ -1,0 +1,293 @@
+"""logctl against things it did not create: other clients' messages, exchanges and queues
+declared by someone else, and a user without configure permission."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import amqp
+import pytest
+
+from logctl.codec import MSGPACK_TYPE
+from tests.conftest import BROKER_URL, Env, amqp_connect, management, run_logctl, with_login
+from tests.numbered import numbered
+
+pytestmark = pytest.mark.integration
+
+
+def sqlite_messages(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return [m for (m,) in conn.execute("select message from records order by id")]
+
+
+def publish(exchange: str, key: str, body: bytes, **properties: object) -> None:
+    conn = amqp_connect()
+    try:
+        ch = conn.channel()
+        ch.confirm_select()
+        ch.basic_publish(amqp.Message(body, delivery_mode=2, **properties), exchange=exchange, routing_key=key)
+    finally:
+        conn.close()
+
+
+def depth(queue: str) -> int:
+    conn = amqp_connect()
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True)[1])
+    finally:
+        conn.close()
+
+
+def bind_queue(env: Env, suffix: str, pattern: str) -> str:
+    """Have logctl declare a consumer queue (quorum, dead-lettering to its DLX) bound by ``pattern``."""
+    queue = env.queue(suffix)
+    result = run_logctl(
+        ["consume", "--queue", queue, "--bind", pattern, "--exit-when-idle", "0.1s", "--sink", "stdout"], env
+    )
+    assert result.returncode == 0, result.stderr
+    return queue
+
+
+# --- 1. other publishers' messages ---------------------------------------------------------
+
+
+def test_identical_bodies_from_a_plain_client_are_distinct_records(env: Env, tmp_path: Path) -> None:
+    queue = bind_queue(env, "seed", "seed.#")
+    body = b"User login attempt from IP: 10.0.0.1"
+    for _ in range(5):
+        publish(env.exchange, "seed.INFO", body, content_type="text/plain")
+    for _ in range(3):  # Debian's amqp-tools, as a user would reproduce it (make test installs it)
+        cmd = ["amqp-publish", "-u", BROKER_URL.rstrip("/"), "-e", env.exchange, "-r", "seed.INFO", "-p"]
+        subprocess.run([*cmd, "-b", body.decode()], check=True, timeout=30)
+    expected = 8
+    db = tmp_path / "out.db"
+    result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"stored={expected} duplicates=0" in result.stderr
+    assert sqlite_messages(db) == [body.decode()] * expected
+
+
+def test_a_message_id_keeps_redeliveries_exactly_once(env: Env, tmp_path: Path) -> None:
+    queue = bind_queue(env, "ids", "ids.#")
+    for i in range(50):
+        publish(env.exchange, "ids.INFO", f"event {i}".encode(), message_id=f"evt-{i}")
+    publish(env.exchange, "ids.INFO", b"event 0", message_id="evt-0")  # the same event published twice
+    db = tmp_path / "out.db"
+    result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(sqlite_messages(db)) == sorted(f"event {i}" for i in range(50))
+
+
+def _kill_after_store_before_ack(env: Env, queue: str, db: Path) -> None:
+    """Start consume, and kill -9 it once its row is committed: it acks only after its next wait."""
+    cmd = [sys.executable, "-m", "logctl", "consume", "--queue", queue, "--sink", f"sqlite:///{db}"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if sqlite_messages(db):
+                    break
+            except sqlite3.Error:
+                pass
+            time.sleep(0.005)
+        else:
+            pytest.fail("consume stored nothing within 60 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize(("message_id", "rows"), [("order-17", 1), (None, 2)])
+def test_redelivery_after_kill_9_is_once_with_a_message_id_and_at_least_once_without(
+    env: Env, tmp_path: Path, message_id: str | None, rows: int
+) -> None:
+    """The README's contract for foreign messages, shown on a real redelivery."""
+    queue = bind_queue(env, "kill", "kill.#")
+    properties = {"message_id": message_id} if message_id else {}
+    publish(env.exchange, "kill.ERROR", b"payment failed", content_type="text/plain", **properties)
+    db = tmp_path / "out.db"
+    _kill_after_store_before_ack(env, queue, db)
+    assert depth(queue) == 1, "the kill came after the ack: no redelivery to test"
+    result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    assert sqlite_messages(db) == ["payment failed"] * rows
+    assert depth(queue) == 0
+
+
+def test_a_json_content_type_with_a_body_that_is_not_json_is_a_flagged_text_record(env: Env, tmp_path: Path) -> None:
+    queue = bind_queue(env, "js", "js.#")
+    publish(env.exchange, "js.INFO", b"{oops, not json", content_type="application/json")
+    publish(
+        env.exchange,
+        "js.INFO",
+        b'{"level":"error","msg":"real json","trace_id":"abc"}',
+        content_type="application/json",
+    )
+    db = tmp_path / "out.db"
+    result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select level, message, trace_id, attrs from records").fetchall()
+    assert sorted(rows) == [
+        ("ERROR", "real json", "abc", "{}"),
+        ("INFO", "{oops, not json", None, '{"logctl.invalid_json":true}'),
+    ]
+
+
+# --- 3. brokers provisioned by someone else --------------------------------------------------
+
+
+@pytest.fixture
+def foreign_exchange(env: Env) -> str:
+    """The main exchange declared as a plain `rabbitmqadmin declare exchange name=... type=topic` would."""
+    conn = amqp_connect()
+    conn.channel().exchange_declare(env.exchange, "topic", durable=True, auto_delete=False)
+    conn.close()
+    env["LOGCTL_DEFAULT_QUEUE"] = "none"  # else logctl's default queue (bound to #) would take every record
+    return env.exchange
+
+
+def test_an_exchange_declared_elsewhere_is_used_as_it_is_with_one_warning(
+    env: Env, tmp_path: Path, foreign_exchange: str
+) -> None:
+    queue = bind_queue(env, "app", "app.#")
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 1000))
+    result = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("exists with other arguments") == 1
+    assert "logctl policy apply unrouted-ae" in result.stderr
+    db = tmp_path / "out.db"
+    consumed = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert consumed.returncode == 0, consumed.stderr
+    assert sorted(int(m.split()[1]) for m in sqlite_messages(db)) == list(range(1000))
+
+
+def test_a_returned_batch_waits_unconfirmed_until_a_queue_is_bound_then_is_stored_once(
+    env: Env, tmp_path: Path, foreign_exchange: str
+) -> None:
+    log = tmp_path / "orders.log"
+    log.write_text(numbered(0, 5000))
+    cmd = [sys.executable, "-m", "logctl", "ship", "--no-follow", "--shutdown-timeout", "120s", str(log)]
+    ship = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    assert ship.stderr is not None
+    try:
+        notice = ship.stderr.readline()
+        while "holding those records" not in notice:
+            assert notice, "ship ended without saying that its records were returned"
+            notice = ship.stderr.readline()
+        assert "'orders.info'" in notice
+        time.sleep(1.5)  # a checkpoint save or two
+        status = run_logctl(["ship", "--status", "--output", "json"], env)
+        assert [json.loads(line)["offset"] for line in status.stdout.splitlines()] in ([], [0])
+        conn = amqp_connect()  # someone binds a queue at last
+        queue = env.queue("late")
+        conn.channel().queue_declare(queue, durable=True, auto_delete=False)
+        conn.channel().queue_bind(queue, env.exchange, "orders.#")
+        conn.close()
+        _out, rest = ship.communicate(timeout=120)
+    finally:
+        ship.kill()
+    assert ship.returncode == 0, rest
+    assert "unconfirmed_batches=0" in rest and "routed again" in rest
+    status = run_logctl(["ship", "--status", "--output", "json"], env)
+    assert [json.loads(line)["offset"] for line in status.stdout.splitlines()] == [log.stat().st_size]
+    db = tmp_path / "out.db"
+    consumed = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert consumed.returncode == 0, consumed.stderr
+    assert sorted(int(m.split()[1]) for m in sqlite_messages(db)) == list(range(5000))
+
+
+@pytest.fixture
+def app_user(env: Env) -> Iterator[str]:
+    """A user with write and read but no configure permission, as production users often are."""
+    name = f"app-{uuid.uuid4().hex[:8]}"
+    management("PUT", f"/api/users/{name}", {"password": "app-pw", "tags": ""})
+    management("PUT", f"/api/permissions/%2F/{name}", {"configure": "^$", "write": ".*", "read": ".*"})
+    yield with_login(BROKER_URL, name, "app-pw")
+    management("DELETE", f"/api/users/{name}")
+
+
+def test_a_user_without_configure_permission_ships_and_consumes_what_exists(
+    env: Env, tmp_path: Path, app_user: str
+) -> None:
+    queue = bind_queue(env, "prod", "prod.#")  # provisioned by an administrator (guest)
+    as_app = Env({**env, "LOGCTL_URL": app_user})
+    log = tmp_path / "prod.log"
+    log.write_text(numbered(0, 300))
+    shipped = run_logctl(["ship", "--no-follow", "--no-declare", str(log)], as_app)
+    assert shipped.returncode == 0, shipped.stderr
+    log.write_text(numbered(0, 300) + numbered(300, 600))
+    fallback = run_logctl(["ship", "--no-follow", str(log)], as_app)  # without --no-declare: it says, then goes on
+    assert fallback.returncode == 0, fallback.stderr
+    assert "may not declare" in fallback.stderr and "--no-declare" in fallback.stderr
+    db = tmp_path / "out.db"
+    consumed = run_logctl(
+        ["consume", "--no-declare", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], as_app
+    )
+    assert consumed.returncode == 0, consumed.stderr
+    assert sorted(int(m.split()[1]) for m in sqlite_messages(db)) == list(range(600))
+
+
+def test_without_configure_permission_what_cannot_be_done_is_one_clear_line(env: Env, app_user: str) -> None:
+    as_app = Env({**env, "LOGCTL_URL": app_user})
+    missing = run_logctl(["consume", "--no-declare", "--exit-when-idle", "0.1s"], as_app)
+    assert missing.returncode == 5
+    assert f"exchange {env.exchange!r} does not exist" in missing.stderr and "configure permission" in missing.stderr
+    created = run_logctl(["consume", "--exit-when-idle", "0.1s"], as_app)  # may not create the topology either
+    assert created.returncode == 9
+    assert "configure permission needed" in created.stderr
+    bind_queue(env, "any", "#")
+    tail = run_logctl(["tail", "--count", "1"], as_app, timeout=60)
+    assert tail.returncode == 9
+    assert "tail reads through a temporary queue" in tail.stderr and "configure permission" in tail.stderr
+    no_queue = run_logctl(["consume", "--no-declare", "--queue", "nope", "--exit-when-idle", "0.1s"], as_app)
+    assert no_queue.returncode == 5 and "queue 'nope' does not exist" in no_queue.stderr
+    for result in (missing, created, tail, no_queue):
+        assert len(result.stderr.strip().splitlines()) <= 2 and "Traceback" not in result.stderr
+
+
+# --- 4. a queue that cannot dead-letter --------------------------------------------------------
+
+
+def test_consume_sets_aside_what_it_cannot_decode_when_the_queue_has_no_dead_letter_exchange(
+    env: Env, tmp_path: Path
+) -> None:
+    bind_queue(env, "any", "none.#")  # logctl's topology, with its dead-letter queue
+    plain = env.queue("plain")
+    conn = amqp_connect()
+    conn.channel().queue_declare(plain, durable=True, auto_delete=False)  # someone else's: no dead-lettering
+    conn.channel().queue_bind(plain, env.exchange, "corrupt.#")
+    conn.close()
+    publish(env.exchange, "corrupt.info", b"\xc1 not msgpack", content_type=MSGPACK_TYPE, message_id="m-1")
+    publish(env.exchange, "corrupt.info", b"a good line", content_type="text/plain")
+    db = tmp_path / "out.db"
+    result = run_logctl(["consume", "--queue", plain, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"queue {plain!r} cannot dead-letter: it has no dead-letter exchange" in result.stderr
+    assert "stored=1" in result.stderr and "dead_lettered=1" in result.stderr
+    assert depth(plain) == 0
+    dlq = f"{env.exchange}.dlq"
+    conn = amqp_connect()
+    message = conn.channel().basic_get(dlq, no_ack=False)
+    assert message is not None and message.body == b"\xc1 not msgpack"
+    headers = message.properties["application_headers"]
+    assert headers["x-logctl-death-queue"] == plain and "cannot decode" in headers["x-logctl-death-error"]
+    assert message.properties["message_id"] == "m-1" and message.properties["content_type"] == MSGPACK_TYPE
+    conn.close()
+    replayed = run_logctl(["replay", "dlq"], env)  # and replay knows where it came from
+    assert replayed.returncode == 0, replayed.stderr
+    assert "moved 1, left 0" in replayed.stderr
+    assert depth(plain) == 1 and depth(dlq) == 0
