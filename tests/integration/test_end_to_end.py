@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import amqp
 import pytest
 
 from logctl.codec import decode
@@ -14,7 +13,7 @@ from logctl.consumer import ConsumeOptions, ConsumeStats, consume
 from logctl.shipper import MAX_BATCH_BYTES
 from logctl.sinks import open_sink
 from logctl.transport import Broker, default_queue_name, topology_of
-from tests.conftest import Env, run_logctl
+from tests.conftest import Env, amqp_connect, run_logctl
 
 pytestmark = pytest.mark.integration
 
@@ -142,8 +141,7 @@ def test_batches_of_long_lines_stop_at_a_size_not_only_at_a_count(env: Env, tmp_
     shipped = run_logctl(["ship", "--no-follow", "--workers", workers, str(log)], env)
     assert shipped.returncode == 0, shipped.stderr
 
-    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
-    conn.connect()
+    conn = amqp_connect()
     try:
         ch = conn.channel()
         sizes, messages = [], []

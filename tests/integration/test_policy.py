@@ -6,13 +6,12 @@ import json
 import subprocess
 import urllib.request
 
-import amqp
 import pytest
 
 from logctl.errors import ConfigError
 from logctl.management import Policy
 from logctl.policy import check_against_broker, load_preset, override
-from tests.conftest import Env, run_logctl
+from tests.conftest import Env, amqp_connect, run_logctl
 
 pytestmark = pytest.mark.integration
 API = "http://guest:guest@127.0.0.1:15672"
@@ -34,8 +33,7 @@ def policy_name(env: Env):
 
 def test_apply_diff_delete_round_trip(env: Env, policy_name: str) -> None:
     queue = env.queue("classic")
-    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
-    conn.connect()
+    conn = amqp_connect()
     conn.channel().queue_declare(queue, durable=True)
     conn.close()
     scope = ["--name", policy_name, "--pattern", f"^{env.exchange}\\.classic$"]
