@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -109,3 +110,36 @@ def run_logctl(
     return subprocess.run(
         [sys.executable, "-m", "logctl", *args], env=full_env, capture_output=True, text=True, timeout=timeout, **kw
     )  # type: ignore[call-overload]
+
+
+def start_logctl(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    stdin: int | None = None,
+    stdout: int | None = subprocess.DEVNULL,
+    stderr: int | None = subprocess.PIPE,
+    text: bool = False,
+) -> subprocess.Popen[Any]:
+    """Start ``python -m logctl`` in the background (to kill, signal or feed it), as a user would."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "logctl", *args],
+        env={**os.environ, **env},
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        text=text,
+    )
+
+
+def sink_messages(sink: str | Path) -> list[str]:
+    """The messages a sink holds: ``sqlite:///PATH`` (or a .db path) or ``file://PATH`` (whole lines only)."""
+    text = str(sink)
+    path = Path(text.split("://", 1)[1]) if "://" in text else Path(text)
+    if not path.exists():
+        return []
+    if not text.startswith("file://"):
+        with sqlite3.connect(path) as conn:
+            return [m for (m,) in conn.execute("select message from records order by id")]
+    whole = path.read_bytes().rpartition(b"\n")[0]  # a line being written is not stored yet
+    return [json.loads(line)["message"] for line in whole.splitlines()]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,15 +11,14 @@ from pathlib import Path
 import pytest
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
-from tests.conftest import Env, run_logctl
+from tests.conftest import Env, run_logctl, start_logctl
 from tests.fault.test_ship_faults import (
-    assert_exactly_once,
-    sequence_numbers,
+    shipped_numbers,
     start_ship,
     stop_ship,
     wait_caught_up,
 )
-from tests.numbered import NumberedWriter, numbered
+from tests.numbered import NumberedWriter, assert_exactly_once, numbered
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -39,7 +36,7 @@ def ship_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None:
     written = writer.stop()
     wait_caught_up(env, log, timeout=90)
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+    assert_exactly_once(shipped_numbers(env, tmp_path), written)
 
 
 def test_broker_restart_during_shipping_loses_and_doubles_nothing(
@@ -88,7 +85,7 @@ def test_following_ship_started_while_the_broker_is_down_waits_for_it(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     assert "waiting for it" in err.decode()
-    assert_exactly_once(sequence_numbers(own_env, tmp_path), 800)
+    assert_exactly_once(shipped_numbers(own_env, tmp_path), 800)
 
 
 def test_connection_closed_by_the_broker_during_shipping_loses_and_doubles_nothing(
@@ -111,13 +108,7 @@ def test_stdin_stopped_while_the_broker_blocks_publishers_says_how_to_ship_it_ag
     ship = ["ship", "-", "--source-id", "job-7", "--linger-ms", "50"]
     own_broker.rabbitctl_output("set_vm_memory_high_watermark", "0.0000001")  # no publish is taken, none confirmed
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "logctl", *ship, "--shutdown-timeout", "1s"],
-            env={**os.environ, **own_env},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        proc = start_logctl([*ship, "--shutdown-timeout", "1s"], own_env, stdin=subprocess.PIPE)
         assert proc.stdin is not None
         proc.stdin.write(numbered(0, total).encode())
         proc.stdin.flush()
@@ -130,4 +121,4 @@ def test_stdin_stopped_while_the_broker_blocks_publishers_says_how_to_ship_it_ag
     assert "reconnecting" not in err.decode()  # a blocked connection is kept, not dropped and made again
     assert "shipped again under the same --source-id" in err.decode()
     assert run_logctl(ship, own_env, input=numbered(0, total)).returncode == 0
-    assert_exactly_once(sequence_numbers(own_env, tmp_path), total)
+    assert_exactly_once(shipped_numbers(own_env, tmp_path), total)

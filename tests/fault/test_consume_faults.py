@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +12,8 @@ from pathlib import Path
 import pytest
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
-from tests.conftest import Env, run_logctl
-from tests.numbered import numbered
+from tests.conftest import Env, run_logctl, sink_messages, start_logctl
+from tests.numbered import assert_exactly_once, numbered, sequence_numbers
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -29,22 +26,12 @@ def append_numbered(path: Path, start: int, stop: int) -> None:
 def start_consume(env: Env, sink: str, prefetch: int = 5) -> subprocess.Popen[bytes]:
     """consume with small batches, so that a kill lands between fetch, commit and ack."""
     args = ["consume", "--sink", sink, "--prefetch", str(prefetch), "--batch-size", "50"]
-    cmd = [sys.executable, "-m", "logctl", *args]
-    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_logctl(args, env)
 
 
 def stored(sink: str) -> list[int]:
-    """The sequence numbers in a sqlite:/// or file:// sink (the file's whole lines only)."""
-    path = Path(sink.split("://", 1)[1])
-    if not path.exists():
-        return []
-    if sink.startswith("sqlite"):
-        with sqlite3.connect(path) as conn:
-            messages = [m for (m,) in conn.execute("select message from records")]
-    else:
-        whole = path.read_bytes().rpartition(b"\n")[0]  # a line being written is not stored yet
-        messages = [json.loads(line)["message"] for line in whole.splitlines()]
-    return sorted(int(m.split()[1]) for m in messages)
+    """The sequence numbers in a sqlite:/// or file:// sink."""
+    return sequence_numbers(sink_messages(sink))
 
 
 def wait_for_rows(sink: str, count: int, timeout: float = 90) -> None:
@@ -60,11 +47,6 @@ def wait_for_rows(sink: str, count: int, timeout: float = 90) -> None:
             pass
         time.sleep(0.1)
     pytest.fail(f"the sink holds {have} rows after {timeout:g} s, not {count}")
-
-
-def assert_each_once(numbers: list[int], count: int) -> None:
-    assert len(set(numbers)) == count, f"{count - len(set(numbers))} lost"
-    assert len(numbers) == count, f"{len(numbers) - len(set(numbers))} stored twice"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "file"])
@@ -98,7 +80,7 @@ def test_consume_killed_mid_batch_again_and_again_stores_each_record_once(env: E
     final.send_signal(signal.SIGTERM)
     _, err = final.communicate(timeout=60)
     assert final.returncode == 0, err.decode()
-    assert_each_once(stored(sink), total)
+    assert_exactly_once(stored(sink), total)
 
 
 def consume_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None:
@@ -121,7 +103,7 @@ def consume_through(env: Env, tmp_path: Path, fault: Callable[[], None]) -> None
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
     assert "reconnected" in err.decode()
-    assert_each_once(stored(sink), 8000)
+    assert_exactly_once(stored(sink), 8000)
     # And it acked after the reconnect: nothing is left waiting in the queue.
     again = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", f"sqlite:///{tmp_path / 'rest.db'}"], env)
     assert "messages=0" in again.stderr
@@ -172,4 +154,4 @@ def test_two_consumers_into_one_sink_one_killed_store_each_record_once(env: Env,
     # Whatever was still unacked (the killed one's last deliveries) is drained here, into the same file.
     drained = run_logctl(["consume", "--exit-when-idle", "2s", "--sink", sink], env)
     assert drained.returncode == 0, drained.stderr
-    assert_each_once(stored(sink), total)
+    assert_exactly_once(stored(sink), total)

@@ -8,21 +8,19 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, run_logctl
-from tests.numbered import NumberedWriter, numbered
+from tests.conftest import Env, run_logctl, sink_messages, start_logctl
+from tests.numbered import NumberedWriter, assert_exactly_once, numbered, sequence_numbers
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 
 def start_ship(env: Env, *paths: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "logctl", "ship", "--rotate-wait", "1s", "--linger-ms", "50", *paths]
-    return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_logctl(["ship", "--rotate-wait", "1s", "--linger-ms", "50", *paths], env)
 
 
 def stop_ship(proc: subprocess.Popen[bytes]) -> None:
@@ -36,20 +34,12 @@ def stored_messages(env: Env, tmp_path: Path) -> list[str]:
     db = tmp_path / "sink.db"
     result = run_logctl(["consume", "--exit-when-idle", "3s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
-    with sqlite3.connect(db) as conn:
-        return sorted(m for (m,) in conn.execute("select message from records"))
+    return sorted(sink_messages(db))
 
 
-def sequence_numbers(env: Env, tmp_path: Path) -> list[int]:
-    return sorted(int(m.split()[1]) for m in stored_messages(env, tmp_path))
-
-
-def assert_exactly_once(numbers: list[int], written: int) -> None:
-    missing = sorted(set(range(written)) - set(numbers))
-    doubled = len(numbers) - len(set(numbers))
-    assert not missing, f"{len(missing)} lines lost, first {missing[:5]}"
-    assert doubled == 0, f"{doubled} lines stored twice"
-    assert len(numbers) == written
+def shipped_numbers(env: Env, tmp_path: Path) -> list[int]:
+    """Consume the queue into SQLite; return the line numbers stored there."""
+    return sequence_numbers(stored_messages(env, tmp_path))
 
 
 def wait_caught_up(env: Env, path: Path, timeout: float = 60) -> None:
@@ -79,7 +69,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(env: Env, tmp_path: 
     final = start_ship(env, str(log))
     wait_caught_up(env, log)
     stop_ship(final)
-    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+    assert_exactly_once(shipped_numbers(env, tmp_path), written)
 
 
 def test_rename_and_create_rotation_under_load(env: Env, tmp_path: Path) -> None:
@@ -97,7 +87,7 @@ def test_rename_and_create_rotation_under_load(env: Env, tmp_path: Path) -> None
     time.sleep(3)  # rotate-wait passes; the old files are read to their end
     wait_caught_up(env, log)
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+    assert_exactly_once(shipped_numbers(env, tmp_path), written)
 
 
 def test_copytruncate_ships_old_and_new_content_once(env: Env, tmp_path: Path) -> None:
@@ -113,7 +103,7 @@ def test_copytruncate_ships_old_and_new_content_once(env: Env, tmp_path: Path) -
     time.sleep(2.5)  # the rescan notices the shrink
     wait_caught_up(env, log)
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(env, tmp_path), 3500)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 3500)
 
 
 def test_truncation_while_ship_is_stopped_restarts_at_zero(env: Env, tmp_path: Path) -> None:
@@ -122,7 +112,7 @@ def test_truncation_while_ship_is_stopped_restarts_at_zero(env: Env, tmp_path: P
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
     log.write_text(numbered(2000, 2100))  # truncate + rewrite
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
-    assert_exactly_once(sequence_numbers(env, tmp_path), 2100)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 2100)
 
 
 def test_inode_reuse_with_other_content_is_a_new_file(env: Env, tmp_path: Path) -> None:
@@ -132,7 +122,7 @@ def test_inode_reuse_with_other_content_is_a_new_file(env: Env, tmp_path: Path) 
     log.unlink()
     log.write_text("".join(f'seq={i} level=info msg="line {i}" other=1\n' for i in range(1000, 3000)))
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
-    assert_exactly_once(sequence_numbers(env, tmp_path), 3000)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 3000)
 
 
 def test_file_deleted_while_read_and_glob_picks_up_new_files(env: Env, tmp_path: Path) -> None:
@@ -145,7 +135,7 @@ def test_file_deleted_while_read_and_glob_picks_up_new_files(env: Env, tmp_path:
     time.sleep(3)
     wait_caught_up(env, tmp_path / "b.log")
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(env, tmp_path), 1500)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 1500)
 
 
 def test_50mb_line_invalid_utf8_and_binary_junk_arrive_without_losing_neighbours(env: Env, tmp_path: Path) -> None:
@@ -181,7 +171,7 @@ def test_rotation_while_ship_is_stopped_finishes_the_rotated_file(env: Env, tmp_
     result = run_logctl(["ship", "--no-follow", str(log)], env)
     assert result.returncode == 0, result.stderr
     assert "rotated to" in result.stderr
-    assert_exactly_once(sequence_numbers(env, tmp_path), 1700)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 1700)
 
 
 def test_from_end_skips_what_was_there_before_start(env: Env, tmp_path: Path) -> None:
@@ -193,7 +183,7 @@ def test_from_end_skips_what_was_there_before_start(env: Env, tmp_path: Path) ->
         fh.write(numbered(0, 300))
     wait_caught_up(env, log)
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(env, tmp_path), 300)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 300)
 
 
 def test_ignore_older_and_exclude_leave_files_alone(env: Env, tmp_path: Path) -> None:
@@ -208,7 +198,7 @@ def test_ignore_older_and_exclude_leave_files_alone(env: Env, tmp_path: Path) ->
         ["ship", "--no-follow", "--ignore-older", "1d", "--exclude", "*.debug.log", str(logs / "*.log")], env
     )
     assert result.returncode == 0, result.stderr
-    assert_exactly_once(sequence_numbers(env, tmp_path), 100)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 100)
 
 
 def test_symlinked_file_is_followed_to_its_target(env: Env, tmp_path: Path) -> None:
@@ -218,7 +208,7 @@ def test_symlinked_file_is_followed_to_its_target(env: Env, tmp_path: Path) -> N
     link.symlink_to(real)
     result = run_logctl(["ship", "--no-follow", str(link)], env)
     assert result.returncode == 0, result.stderr
-    assert_exactly_once(sequence_numbers(env, tmp_path), 250)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 250)
 
 
 def test_copytruncate_under_a_live_writer_with_copies_followed_ships_each_line_once(env: Env, tmp_path: Path) -> None:
@@ -247,7 +237,7 @@ def test_copytruncate_under_a_live_writer_with_copies_followed_ships_each_line_o
     for path in [log, *(tmp_path / f"app.log.{n}" for n in range(1, 4))]:
         wait_caught_up(env, path)
     stop_ship(proc)
-    assert_exactly_once(sequence_numbers(env, tmp_path), written)
+    assert_exactly_once(shipped_numbers(env, tmp_path), written)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -296,11 +286,11 @@ def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(en
     size = log.stat().st_size
     assert size > 80 << 20  # more than one run ships between a kill and the next (2.5 s at 30 MB/s)
     offsets = []
-    cmd = [sys.executable, "-m", "logctl", "ship", "--no-follow", "--workers", "2", str(log)]
+    cmd = ["ship", "--no-follow", "--workers", "2", str(log)]
     # Seconds after the workers appear: two kills before ship's first checkpoint save (1 s),
     # two after it, so that some runs leave progress behind and some do not.
     for delay in (0.1, 1.4, 0.5, 1.7):
-        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = start_logctl(cmd, env)
         deadline = time.time() + 30
         while len(child_pids(proc.pid)) < 3 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)  # the resource tracker and two workers: blocks are being parsed
@@ -314,7 +304,7 @@ def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(en
     assert any(0 < off < size for off in offsets), offsets  # some kills left progress, part-way
     result = run_logctl(["ship", "--no-follow", "--workers", "2", str(log)], env)
     assert result.returncode == 0, result.stderr
-    numbers = sequence_numbers(env, tmp_path)
+    numbers = shipped_numbers(env, tmp_path)
     assert_exactly_once(numbers, total)
 
 
@@ -323,10 +313,7 @@ def test_stdin_killed_mid_stream_then_piped_again_under_its_source_id_stores_eac
 ) -> None:
     """stdin has no checkpoint: a named stream shipped again from the start is stored once."""
     total = 40_000
-    cmd = [sys.executable, "-m", "logctl", "ship", "-", "--source-id", "nightly", "--linger-ms", "50"]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = start_logctl(["ship", "-", "--source-id", "nightly", "--linger-ms", "50"], env, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     for start in range(0, total // 2, 1000):  # half the stream, in bursts, with the pipe kept open
         proc.stdin.write(numbered(start, start + 1000).encode())
@@ -337,19 +324,16 @@ def test_stdin_killed_mid_stream_then_piped_again_under_its_source_id_stores_eac
     proc.stdin.flush()
     proc.kill()  # while the last burst is being read, batched or published
     proc.wait()
-    before = sequence_numbers(env, tmp_path)
+    before = shipped_numbers(env, tmp_path)
     assert 0 < len(before) < total, len(before)  # the kill landed part-way
     again = run_logctl(["ship", "-", "--source-id", "nightly"], env, input=numbered(0, total))
     assert again.returncode == 0, again.stderr
-    assert_exactly_once(sequence_numbers(env, tmp_path), total)
+    assert_exactly_once(shipped_numbers(env, tmp_path), total)
 
 
 def test_sigterm_while_stdin_is_open_ships_every_line_read(env: Env, tmp_path: Path) -> None:
     """stdin cannot be read again: on SIGTERM its open record and its partial last line ship too."""
-    cmd = [sys.executable, "-m", "logctl", "ship", "-", "--linger-ms", "50"]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = start_logctl(["ship", "-", "--linger-ms", "50"], env, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write(numbered(0, 999).encode())
     proc.stdin.flush()
@@ -360,20 +344,14 @@ def test_sigterm_while_stdin_is_open_ships_every_line_read(env: Env, tmp_path: P
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()
-    assert_exactly_once(sequence_numbers(env, tmp_path), 1001)
+    assert_exactly_once(shipped_numbers(env, tmp_path), 1001)
 
 
 def test_a_followed_file_keeps_its_partial_line_when_ship_stops_after_stdin_ended(env: Env, tmp_path: Path) -> None:
     """Files and stdin at once: stdin's end is no reason to cut a file's half-written line in two."""
     log = tmp_path / "app.log"
     log.write_text(numbered(0, 10) + 'seq=10 level=info msg="li')  # the writer is mid-line
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logctl", "ship", "--linger-ms", "50", str(log), "-"],
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,  # ends at once
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_logctl(["ship", "--linger-ms", "50", str(log), "-"], env, stdin=subprocess.DEVNULL)  # ends at once
     time.sleep(3)
     stop_ship(proc)
     with log.open("a") as fh:

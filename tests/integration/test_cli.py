@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from logctl.cli import app
 from logctl.codec import JSON_TYPE, MSGPACK_TYPE
-from tests.conftest import BROKER_URL, Env, amqp_connect, run_logctl, with_login
+from tests.conftest import BROKER_URL, Env, amqp_connect, run_logctl, start_logctl, with_login
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["ship"], ["consume"], ["tail"], ["config", "show"]])
+@pytest.mark.parametrize("command", [[], ["ship"], ["consume"], ["tail"], ["status"], ["config", "show"]])
 def test_help_opens_with_a_sentence_and_shows_examples(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"], env={"NO_COLOR": "1", "COLUMNS": "200"})
     assert result.exit_code == 0
@@ -178,8 +178,8 @@ def test_undecodable_message_is_dead_lettered_and_foreign_text_is_stored(env: En
 
 
 def test_tail_shows_records_at_or_above_the_level_as_json(env: Env, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "logctl", "tail", "--level", "ERROR", "--count", "2", "--output", "json"]
-    tail = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["tail", "--level", "ERROR", "--count", "2", "--output", "json"]
+    tail = start_logctl(args, env, stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(3)  # let tail bind its queue
         log = tmp_path / "svc.log"
@@ -198,8 +198,7 @@ def test_tail_shows_records_at_or_above_the_level_as_json(env: Env, tmp_path: Pa
 def test_second_ship_on_one_state_dir_is_refused_naming_the_holder(env: Env, tmp_path: Path) -> None:
     log = tmp_path / "f.log"
     log.write_text("a\n")
-    cmd = [sys.executable, "-m", "logctl", "ship", str(log)]
-    first = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    first = start_logctl(["ship", str(log)], env, stdout=None, text=True)
     try:
         deadline = time.time() + 20
         while not (env.state_dir / "checkpoints.json").exists() and time.time() < deadline:
@@ -238,3 +237,14 @@ def test_dry_run_prints_records_in_file_order_also_with_workers(env: Env, tmp_pa
         numbers = [int(r["message"].rsplit(" ", 1)[1]) for r in records]
         assert numbers == list(range(120_000)), f"--workers {workers}: out of file order"
         assert {r["level"] for r in records[:4]} == {"ERROR", "INFO", "WARN", "DEBUG"}
+
+
+def test_status_lists_confirmed_offsets_as_ship_status_does(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text('level=info msg="one"\nlevel=error msg="two"\n')
+    assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+    status = run_logctl(["status", "--output", "json"], env)
+    assert status.returncode == 0, status.stderr
+    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    assert rows == [{"path": str(log), "offset": log.stat().st_size, "size": log.stat().st_size, "behind": 0}]
+    assert run_logctl(["ship", "--status", "--output", "json"], env).stdout == status.stdout

@@ -4,11 +4,9 @@ declared by someone else, and a user without configure permission."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,17 +16,19 @@ import amqp
 import pytest
 
 from logctl.codec import MSGPACK_TYPE
-from tests.conftest import BROKER_URL, Env, amqp_connect, management, run_logctl, with_login
-from tests.numbered import numbered
+from tests.conftest import (
+    BROKER_URL,
+    Env,
+    amqp_connect,
+    management,
+    run_logctl,
+    sink_messages,
+    start_logctl,
+    with_login,
+)
+from tests.numbered import assert_exactly_once, numbered, sequence_numbers
 
 pytestmark = pytest.mark.integration
-
-
-def sqlite_messages(db: Path) -> list[str]:
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        return [m for (m,) in conn.execute("select message from records order by id")]
 
 
 def publish(exchange: str, key: str, body: bytes, **properties: object) -> None:
@@ -75,7 +75,7 @@ def test_identical_bodies_from_a_plain_client_are_distinct_records(env: Env, tmp
     result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
     assert f"stored={expected} duplicates=0" in result.stderr
-    assert sqlite_messages(db) == [body.decode()] * expected
+    assert sink_messages(db) == [body.decode()] * expected
 
 
 def test_a_message_id_keeps_redeliveries_exactly_once(env: Env, tmp_path: Path) -> None:
@@ -86,18 +86,17 @@ def test_a_message_id_keeps_redeliveries_exactly_once(env: Env, tmp_path: Path) 
     db = tmp_path / "out.db"
     result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
-    assert sorted(sqlite_messages(db)) == sorted(f"event {i}" for i in range(50))
+    assert sorted(sink_messages(db)) == sorted(f"event {i}" for i in range(50))
 
 
 def _kill_after_store_before_ack(env: Env, queue: str, db: Path) -> None:
     """Start consume, and kill -9 it once its row is committed: it acks only after its next wait."""
-    cmd = [sys.executable, "-m", "logctl", "consume", "--queue", queue, "--sink", f"sqlite:///{db}"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_logctl(["consume", "--queue", queue, "--sink", f"sqlite:///{db}"], env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                if sqlite_messages(db):
+                if sink_messages(db):
                     break
             except sqlite3.Error:
                 pass
@@ -122,7 +121,7 @@ def test_redelivery_after_kill_9_is_once_with_a_message_id_and_at_least_once_wit
     assert depth(queue) == 1, "the kill came after the ack: no redelivery to test"
     result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
-    assert sqlite_messages(db) == ["payment failed"] * rows
+    assert sink_messages(db) == ["payment failed"] * rows
     assert depth(queue) == 0
 
 
@@ -172,7 +171,7 @@ def test_an_exchange_declared_elsewhere_is_used_as_it_is_with_one_warning(
     db = tmp_path / "out.db"
     consumed = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
     assert consumed.returncode == 0, consumed.stderr
-    assert sorted(int(m.split()[1]) for m in sqlite_messages(db)) == list(range(1000))
+    assert_exactly_once(sequence_numbers(sink_messages(db)), 1000)
 
 
 def test_a_returned_batch_waits_unconfirmed_until_a_queue_is_bound_then_is_stored_once(
@@ -180,8 +179,7 @@ def test_a_returned_batch_waits_unconfirmed_until_a_queue_is_bound_then_is_store
 ) -> None:
     log = tmp_path / "orders.log"
     log.write_text(numbered(0, 5000))
-    cmd = [sys.executable, "-m", "logctl", "ship", "--no-follow", "--shutdown-timeout", "120s", str(log)]
-    ship = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    ship = start_logctl(["ship", "--no-follow", "--shutdown-timeout", "120s", str(log)], env, stdout=None, text=True)
     assert ship.stderr is not None
     try:
         notice = ship.stderr.readline()
@@ -207,7 +205,7 @@ def test_a_returned_batch_waits_unconfirmed_until_a_queue_is_bound_then_is_store
     db = tmp_path / "out.db"
     consumed = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
     assert consumed.returncode == 0, consumed.stderr
-    assert sorted(int(m.split()[1]) for m in sqlite_messages(db)) == list(range(5000))
+    assert_exactly_once(sequence_numbers(sink_messages(db)), 5000)
 
 
 @pytest.fixture
@@ -238,7 +236,7 @@ def test_a_user_without_configure_permission_ships_and_consumes_what_exists(
         ["consume", "--no-declare", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], as_app
     )
     assert consumed.returncode == 0, consumed.stderr
-    assert sorted(int(m.split()[1]) for m in sqlite_messages(db)) == list(range(600))
+    assert_exactly_once(sequence_numbers(sink_messages(db)), 600)
 
 
 def test_without_configure_permission_what_cannot_be_done_is_one_clear_line(env: Env, app_user: str) -> None:

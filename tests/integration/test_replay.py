@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 
 import amqp
 import pytest
 
-from tests.conftest import Env, amqp_connect, run_logctl
+from tests.conftest import Env, amqp_connect, run_logctl, start_logctl
 
 pytestmark = pytest.mark.integration
 
@@ -176,8 +174,7 @@ def test_replay_killed_midway_then_rerun_loses_nothing(env: Env) -> None:
     deadline = time.time() + 15
     while depth(ch, dlq) < 3000 and time.time() < deadline:
         time.sleep(0.2)
-    cmd = [sys.executable, "-m", "logctl", "replay", "dlq"]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_logctl(["replay", "dlq"], env, stderr=subprocess.DEVNULL)
     deadline = time.time() + 30
     while depth(ch, dlq) > 2900 and time.time() < deadline:
         time.sleep(0.01)
