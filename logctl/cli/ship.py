@@ -21,9 +21,10 @@ from logctl.cli.app import (
     settings_from,
     tune_gc_for_throughput,
 )
+from logctl.cli.status import render_status
 from logctl.errors import ConfigError
-from logctl.render import OutputMode, RecordRenderer, print_table, summary_line
-from logctl.shipper import ShipOptions, ShipStats, ship, ship_status
+from logctl.render import OutputMode, RecordRenderer, summary_line
+from logctl.shipper import ShipOptions, ShipStats, ship
 from logctl.units import parse_duration, parse_size
 
 
@@ -42,7 +43,7 @@ def ship_cmd(
         bool, typer.Option("--follow/--no-follow", help="Follow like tail -F, or read to the end and exit")
     ] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Publish nothing; print the parsed records")] = False,
-    status: Annotated[bool, typer.Option("--status", help="List known files, their confirmed offsets and lag")] = False,
+    status: Annotated[bool, typer.Option("--status", help="The same as logctl status (kept for scripts)")] = False,
     service: Annotated[str | None, typer.Option(help="Service for records that name none [default: file stem]")] = None,
     source_id: Annotated[
         str | None,
@@ -95,8 +96,7 @@ def ship_cmd(
         workers=workers,
     )
     if status:
-        rows = [(r.path, r.offset, r.size, r.behind) for r in ship_status(CheckpointStore(settings.state_dir))]
-        print_table("files", ("path", "offset", "size", "behind"), rows, output)
+        render_status(CheckpointStore(settings.state_dir), output)
         return
     if not paths:
         raise ConfigError("give files, globs or - for stdin (see logctl ship --help)")
