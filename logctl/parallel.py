@@ -38,7 +38,7 @@ from operator import itemgetter
 from logctl.codec import RowPacker
 from logctl.parsing import LineParser
 from logctl.records import ROW_LEVEL, ROW_SERVICE, routing_key
-from logctl.tailer import Source
+from logctl.sources import Source
 
 BLOCK_BYTES = 1 << 20
 _SLICE_BYTES = 64 << 10  # what a worker parses between packing records

@@ -28,7 +28,7 @@ from logctl.config import Settings
 from logctl.errors import BrokerUnreachable, NotFound, PermissionDenied
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
-from logctl.tailer import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
+from logctl.sources import COPY_PROBE_MAX, FileSource, Mark, Source, StdinSource, fingerprint_of
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
 

@@ -10,7 +10,7 @@ import pytest
 from logctl.config import mask_url, resolve
 from logctl.errors import ConfigError
 from logctl.records import record_of
-from logctl.tailer import FLAG_INVALID_UTF8, FLAG_NUL, FLAG_TRUNCATED, FileSource
+from logctl.sources import FLAG_INVALID_UTF8, FLAG_NUL, FLAG_TRUNCATED, FileSource
 
 
 def test_flags_beat_env_beat_file_beat_defaults(tmp_path: Path) -> None:

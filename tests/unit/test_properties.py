@@ -15,7 +15,7 @@ from logctl.parsing.fields import Parsed, micros_from_iso
 from logctl.parsing.lines import _LOGFMT_PAIR, _LOGFMT_PAIR_PLAIN, _unquote
 from logctl.parsing.text import CANDIDATES, line_shape
 from logctl.records import MAX_MICROS, MIN_MICROS, Level, LogRecord, micros_of, record_of
-from logctl.tailer import FileSource, Source
+from logctl.sources import FileSource, Source
 from tests.unit.test_parsing import FORMAT_EXAMPLES
 
 json_values = st.recursive(
