@@ -1,5 +1,12 @@
 """Durable offsets: per file identity, how far every record was confirmed by the broker.
 
+``Progress`` is the live side: for one source, the marks ``[end_offset, batch]`` of its
+records in read order; when a batch is confirmed the leading marks whose batches are
+all confirmed are popped and ``checkpointed`` moves to the last one's end. So it only
+ever covers confirmed records, and killed at any instant a restart re-reads at most
+what was unconfirmed (the record ids, source identity + byte offset, let the sinks drop
+what arrives twice).
+
 The store is one JSON file in the state dir, replaced atomically (write, fsync, rename,
 fsync the directory), so a crash leaves either the old or the new version, never a torn
 one. Offsets only ever cover confirmed records, so a checkpoint is safe to write at any
@@ -11,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
@@ -21,6 +30,51 @@ from logctl.errors import ConfigError, Locked, PermissionDenied
 
 CHECKPOINT_FILE = "checkpoints.json"
 LOCK_FILE = "ship.lock"
+
+
+class Confirmable(Protocol):
+    @property
+    def confirmed(self) -> bool: ...
+
+
+class Mark:
+    """A source's records up to ``end`` travel in ``batch`` (a batch, or a receipt of several)."""
+
+    __slots__ = ("batch", "end")
+
+    def __init__(self, end: int, batch: Confirmable) -> None:
+        self.end = end
+        self.batch = batch
+
+
+class Progress:
+    """How far one source's records are confirmed; a ``Waiter`` of the batches holding them."""
+
+    __slots__ = ("checkpointed", "marks")
+
+    def __init__(self, offset: int = 0) -> None:
+        self.marks: deque[Mark] = deque()
+        self.checkpointed = offset  # every record before this offset is confirmed
+
+    def note(self, end: int, batch: Confirmable) -> bool:
+        """Records up to ``end`` are in ``batch``; True if that is a new mark (not the last one extended)."""
+        marks = self.marks
+        if marks and marks[-1].batch is batch:
+            marks[-1].end = end
+            return False
+        marks.append(Mark(end, batch))
+        return True
+
+    def advance(self) -> None:
+        """Move the checkpoint past every leading mark whose records are confirmed."""
+        marks = self.marks
+        while marks and marks[0].batch.confirmed:
+            self.checkpointed = marks.popleft().end
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing of the source is still waiting for a confirm."""
+        return not self.marks
 
 
 @dataclass(frozen=True, slots=True)

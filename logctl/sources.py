@@ -13,10 +13,9 @@ import hashlib
 import os
 import select
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Protocol
+from typing import Any
 
 from logctl.parsing import LineParser
 from logctl.records import WireRow, source_prefix
@@ -38,21 +37,6 @@ class _LongLine:
     total: int
 
 
-class Confirmable(Protocol):
-    @property
-    def confirmed(self) -> bool: ...
-
-
-class Mark:
-    """Records of a source up to ``end`` travel in ``batch``; see shipper.py."""
-
-    __slots__ = ("batch", "end")
-
-    def __init__(self, end: int, batch: Confirmable) -> None:
-        self.end = end
-        self.batch = batch
-
-
 def fingerprint_of(first: bytes) -> str:
     """Return the hex digest that identifies a file by its first line."""
     return hashlib.blake2b(first, digest_size=16).hexdigest()
@@ -72,8 +56,6 @@ class Source:
         self.lines = 0
         self.bytes = 0
         self.eof = False
-        self.marks: deque[Mark] = deque()
-        self.checkpointed = 0  # offset up to which every record is confirmed
         self.idle_since = 0.0
         self._buffer = b""
         self._long: _LongLine | None = None
@@ -321,7 +303,6 @@ class FileSource(Source):
         """Start reading (and parsing) at ``offset``."""
         assert self.prefix is not None
         os.lseek(self.fd, offset, os.SEEK_SET)
-        self.checkpointed = offset
         self.start_parser(self.prefix, offset)
 
     def size(self) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from logctl.checkpoint import CheckpointStore
 from logctl.cli.app import ConfigOpt, OutputOpt, StateDirOpt, app, edge, settings_from
+from logctl.files import ship_status
 from logctl.render import OutputMode, print_table
-from logctl.shipper import ship_status
 
 
 @app.command(

@@ -10,7 +10,7 @@ import pytest
 from logctl.codec import decode
 from logctl.config import resolve
 from logctl.consumer import ConsumeOptions, ConsumeStats, consume
-from logctl.shipper import MAX_BATCH_BYTES
+from logctl.delivery import MAX_BATCH_BYTES
 from logctl.sinks import open_sink
 from logctl.transport import Broker, default_queue_name, topology_of
 from tests.conftest import Env, amqp_connect, run_logctl
