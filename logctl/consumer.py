@@ -126,6 +126,7 @@ def consume(
     topology: Topology,
     sink: Sink[Any],
     options: ConsumeOptions,
+    *,
     stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[ConsumeStats], None] = lambda _s: None,
 ) -> ConsumeStats:
@@ -135,7 +136,7 @@ def consume(
     prepared (see Sink); a batch is acked only once its store returned.
     """
     declare_topology(broker, topology)
-    declared = ensure_consumer_queue(broker, topology, options.queue, options.patterns, options.queue_type)
+    declared = ensure_consumer_queue(broker, topology, options.queue, options.patterns, queue_type=options.queue_type)
     dead_letters, why = queue_dead_letters(broker, topology, options.queue, declared)
     letterer = DeadLetterer(broker, topology, options.queue, dead_letters)
     plan = letterer.plan(why)
@@ -199,9 +200,8 @@ def _consume(
                 if pending is not None and pending.future is not None:
                     pending.future.result()  # let the write finish; its acks died with the channel
                 pending = None
-                broker.notify(f"{exc}; reconnecting")
-                broker.reconnect(stop)
-                reader = QueueReader(broker, options.queue, options.prefetch)
+                broker.recover(exc, stop)
+                reader = QueueReader(broker, options.queue, options.prefetch)  # the channel revived
                 broker.notify("reconnected to broker; consuming again")
         if pending is not None:
             settle(pending)

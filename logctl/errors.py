@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     AUTH = 8
     PERMISSION = 9
     LOCKED = 10
+    CONFLICT = 11
     INTERRUPTED = 130
 
 
@@ -77,6 +78,12 @@ class Locked(LogctlError):
     """Another logctl process holds the lock on a state directory."""
 
     exit_code = ExitCode.LOCKED
+
+
+class Conflict(LogctlError):
+    """The broker holds a queue or exchange under the name with other arguments (PRECONDITION_FAILED)."""
+
+    exit_code = ExitCode.CONFLICT
 
 
 class BrokerError(LogctlError):

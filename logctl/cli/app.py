@@ -164,6 +164,6 @@ def main_options(
 
     Exit codes: 0 ok, 1 bug, 2 usage, 3 config, 4 broker unreachable, 5 not found,
     6 bad input, 7 partial failure, 8 login refused, 9 permission denied, 10 locked,
-    130 interrupted.
+    11 conflicting declaration, 130 interrupted.
     """
     _state["debug"] = debug

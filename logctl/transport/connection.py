@@ -1,4 +1,11 @@
-"""Connections: ``Broker`` opens one with bounded retries; ``translate`` maps errors."""
+"""Connections: ``Broker`` and its one connection policy; ``translate`` maps errors.
+
+Every command connects, notices a dead connection, backs off, reconnects and revives
+its channels here, the way kombu's ``ensure``/``revive`` would: ``connect`` (bounded
+retries, or waiting for the broker), ``reconnect`` (until told to stop) and ``recover``
+(after a lost connection: say so, reconnect, revive). The publisher, the consumer and
+ship all go through them, so a list of brokers needs handling in this one place.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +22,20 @@ import amqp.exceptions
 import kombu
 
 from logctl.config import Settings, mask_url
-from logctl.errors import AuthError, BrokerError, BrokerUnreachable, LogctlError, NotFound, PermissionDenied
+from logctl.errors import AuthError, BrokerError, BrokerUnreachable, Conflict, LogctlError, NotFound, PermissionDenied
 
 Notify = Callable[[str], None]
-RECONNECT_BACKOFF_MAX = 30.0
+CONNECT_BACKOFF_MAX = 10.0  # between the bounded first attempts
+RECONNECT_BACKOFF_MAX = 30.0  # between attempts that go on until told to stop
+FIRST_BACKOFF = 0.5
+
+
+def backoff(first: float, most: float) -> Iterator[float]:
+    """Delays that double from ``first`` up to ``most``."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, most)
 
 
 def _quiet(_message: str) -> None:
@@ -70,7 +87,10 @@ def translate(exc: BaseException, url: str) -> LogctlError:
     if isinstance(exc, amqp.exceptions.NotFound):
         return NotFound(f"broker at {where}: {exc.reply_text}")
     if isinstance(exc, amqp.exceptions.PreconditionFailed):
-        return BrokerError(f"broker at {where} refused a declaration: {exc.reply_text}")
+        return Conflict(
+            f"broker at {where} refused a declaration: {exc.reply_text} (it exists with other arguments: "
+            "use it under another name, or have its owner delete it)"
+        )
     if isinstance(exc, amqp.exceptions.RecoverableConnectionError):
         # CONNECTION_FORCED (a broker shutting down, an operator's close_connection) and
         # the like: the connection is gone but a new one may work, as after a dropped socket.
@@ -148,9 +168,23 @@ class Broker:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def connect(self, retries: int) -> None:
-        """Open the connection, retrying ``retries`` times with backoff; auth failures are final."""
-        delay = 0.5
+    def connect(self, retries: int, *, wait: bool = False, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Open the connection, retrying ``retries`` times with backoff; auth failures are final.
+
+        With ``wait``, a broker still down after those is waited for (one notice), as a
+        following ship started before its broker does.
+        """
+        try:
+            self._connect(retries)
+        except BrokerUnreachable as exc:
+            if not wait:
+                raise
+            self.notify(f"{exc}; waiting for it (Ctrl-C to stop)")
+            self.reconnect(should_stop)
+            self.notify("connected to broker")
+
+    def _connect(self, retries: int) -> None:
+        delays = backoff(FIRST_BACKOFF, CONNECT_BACKOFF_MAX)
         for attempt in range(retries + 1):
             conn = kombu.Connection(
                 self.settings.url,
@@ -171,8 +205,7 @@ class Broker:
                 conn.release()
                 if attempt == retries:
                     raise translate(exc, self.settings.url) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                time.sleep(next(delays))
                 continue
             self._conn = conn
             self.blocked = False
@@ -183,17 +216,24 @@ class Broker:
 
         Auth failures are final; ``should_stop()`` turns the next failed attempt into an error.
         """
-        delay = 0.5
-        while True:
+        for delay in backoff(FIRST_BACKOFF, RECONNECT_BACKOFF_MAX):
             self.close()
             try:
-                self.connect(retries=0)
+                self._connect(retries=0)
                 return
             except BrokerUnreachable:
                 if should_stop():
                     raise
                 time.sleep(delay)
-                delay = min(delay * 2, RECONNECT_BACKOFF_MAX)
+
+    def recover(
+        self, lost: BaseException, should_stop: Callable[[], bool], revive: Callable[[], None] = lambda: None
+    ) -> None:
+        """After a lost connection: say so, reconnect (see ``reconnect``), then ``revive`` the caller's channels."""
+        reason = lost if isinstance(lost, LogctlError) else type(lost).__name__
+        self.notify(f"connection to broker lost ({reason}); reconnecting")
+        self.reconnect(should_stop)
+        revive()
 
     def close(self) -> None:
         """Close the connection, ignoring errors of a connection already gone."""

@@ -69,6 +69,7 @@ class Publisher:
         exchange: str,
         on_confirm: Callable[[object], None],
         max_in_flight: int,
+        *,
         reconnect: bool = True,
         should_stop: Callable[[], bool] = lambda: False,
         confirm: bool = True,
@@ -272,7 +273,5 @@ class Publisher:
         self._resend[:0] = self._inflight.values()
         self._inflight.clear()
         self._returned.clear()
-        self.broker.notify(f"connection to broker lost ({type(exc).__name__}); reconnecting")
-        self.broker.reconnect(self.should_stop)
-        self._open()
+        self.broker.recover(exc, self.should_stop, self._open)
         self.broker.notify(f"reconnected to broker; publishing {len(self._resend)} unconfirmed message(s) again")
