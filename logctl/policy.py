@@ -180,7 +180,7 @@ def _matches(policy: Policy, queue: str) -> bool:
         return False
 
 
-def read_back(api: Management, policy: Policy, timeout_s: float = 15.0) -> list[str]:
+def read_back(api: Management, policy: Policy, *, timeout_s: float = 15.0) -> list[str]:
     """Return the queues the broker says the policy applies to.
 
     The broker applies policies at once, but the management API reports them from its
@@ -196,7 +196,7 @@ def read_back(api: Management, policy: Policy, timeout_s: float = 15.0) -> list[
         time.sleep(0.5)
 
 
-def apply(api: Management, policy: Policy, dry_run: bool = False) -> Applied:
+def apply(api: Management, policy: Policy, *, dry_run: bool = False) -> Applied:
     """Put the policy (unless ``dry_run``) and report which queues it now applies to."""
     if not api.vhost_exists(policy.vhost):
         raise NotFound(f"vhost {policy.vhost!r} does not exist")

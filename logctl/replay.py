@@ -239,6 +239,7 @@ def replay(
     broker: Broker,
     publish_broker: Broker | None,
     options: ReplayOptions,
+    *,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> ReplayReport:
     """Move (or with ``dry_run`` only count) dead-lettered messages back where they came from."""

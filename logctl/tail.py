@@ -102,7 +102,7 @@ class Tail:
                         self.settings.exchange,
                         self.options.patterns,
                         self.options.queue_messages,
-                        counter,
+                        overflow_to=counter,
                     )
                 except PermissionDenied as exc:
                     raise PermissionDenied(

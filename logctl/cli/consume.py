@@ -93,7 +93,7 @@ def consume_cmd(
     try:
         with Broker(settings, notify) as broker:
             tune_gc_for_throughput()
-            stats = consume(broker, topology_of(settings), target, options, StopFlag().install())
+            stats = consume(broker, topology_of(settings), target, options, stop=StopFlag().install())
     finally:
         target.close()
     notify(_summary(stats))

@@ -81,7 +81,7 @@ def replay_cmd(
             TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=console, disable=not console.is_terminal
         ) as progress:
             task = progress.add_task("replay", total=total)
-            report = replay(source, target, options, lambda n: progress.update(task, completed=n))
+            report = replay(source, target, options, on_progress=lambda n: progress.update(task, completed=n))
     _render(report, output, dry_run)
 
 

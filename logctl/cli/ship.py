@@ -120,7 +120,7 @@ def ship_cmd(
     )
     renderer = RecordRenderer(output) if dry_run else None
     tune_gc_for_throughput()
-    stats = ship(settings, options, StopFlag().install(), notify, renderer.render if renderer else None)
+    stats = ship(settings, options, StopFlag().install(), notify, on_dry_run=renderer.render if renderer else None)
     notify(_summary(stats))
 
 

@@ -34,7 +34,9 @@ class QueueReader:
     With ``auto_ack`` the broker forgets a message as soon as it is sent (``tail``).
     """
 
-    def __init__(self, broker: Broker, queue: str, prefetch: int, auto_ack: bool = False, channel: Any = None) -> None:
+    def __init__(
+        self, broker: Broker, queue: str, prefetch: int, *, auto_ack: bool = False, channel: Any = None
+    ) -> None:
         self.broker = broker
         self.queue = queue
         self._buffer: deque[Delivery] = deque()
@@ -72,7 +74,7 @@ class QueueReader:
         """Return deliveries taken by ``fetch`` but not used: the next fetch returns them first."""
         self._buffer.extendleft(reversed(deliveries))
 
-    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+    def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         """Acknowledge one delivery, or with ``multiple`` every one up to it."""
         with translated(self.broker.settings.url):
             self._channel.basic_ack(delivery_tag, multiple=multiple)

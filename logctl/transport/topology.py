@@ -95,14 +95,15 @@ class _Refused(Exception):
 def _declare_all(broker: Broker, topology: Topology) -> None:
     quorum = {"x-queue-type": "quorum"}
     unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
-    _declare(broker, f"exchange {unrouted.name!r}", unrouted.declare)
+    _use_or_declare(broker, f"exchange {unrouted.name!r}", unrouted.declare)
     unrouted_queue = kombu.Queue(topology.unrouted_queue, unrouted, durable=True, queue_arguments=quorum)
-    _declare(broker, f"queue {unrouted_queue.name!r}", unrouted_queue.declare)
+    _use_or_declare(
+        broker, f"queue {unrouted_queue.name!r}", unrouted_queue.declare, binding=(unrouted_queue.name, unrouted.name)
+    )
     main = kombu.Exchange(
         topology.exchange, "topic", durable=True, arguments={"alternate-exchange": topology.unrouted_exchange}
     )
-    existed = exchange_exists(broker, topology.exchange)
-    mismatch = _declare(broker, f"exchange {main.name!r}", main.declare, tolerate_mismatch=existed)
+    mismatch = _declare(broker, f"exchange {main.name!r}", main.declare, tolerate_mismatch=True)
     if mismatch is not None:
         _warn_once(
             broker,
@@ -112,12 +113,29 @@ def _declare_all(broker: Broker, topology: Topology) -> None:
             f"{topology.unrouted_queue!r} instead: logctl policy apply unrouted-ae",
         )
     dlx = kombu.Exchange(topology.dead_letter_exchange, "fanout", durable=True)
-    _declare(broker, f"exchange {dlx.name!r}", dlx.declare)
+    _use_or_declare(broker, f"exchange {dlx.name!r}", dlx.declare)
     dlq = kombu.Queue(topology.dead_letter_queue, dlx, durable=True, queue_arguments=quorum)
-    _declare(broker, f"queue {dlq.name!r}", dlq.declare)
-    if topology.default_queue:
+    _use_or_declare(broker, f"queue {dlq.name!r}", dlq.declare, binding=(dlq.name, dlx.name))
+    if topology.default_queue and not queue_exists(broker, topology.default_queue):
         with _refusable(f"queue {topology.default_queue!r}"):
             declare_consumer_queue(broker, topology, topology.default_queue, ("#",))
+
+
+def _use_or_declare(
+    broker: Broker, what: str, declare: Callable[..., Any], *, binding: tuple[str, str] | None = None
+) -> None:
+    """Declare one of logctl's own; one that exists with other arguments is used as it is, with a warning.
+
+    A queue used as it is still gets its ``binding`` (queue, exchange), which the failed
+    declaration would have made: without it, what the exchange receives would be dropped.
+    """
+    mismatch = _declare(broker, what, declare, tolerate_mismatch=True)
+    if mismatch is None:
+        return
+    _warn_once(broker, f"{what} exists with other arguments than logctl's ({mismatch}); using it as it is")
+    if binding is not None:
+        with _refusable(what), _channel(broker) as channel:
+            channel.queue_bind(*binding, "")
 
 
 def _declare(broker: Broker, what: str, declare: Callable[..., Any], *, tolerate_mismatch: bool = False) -> str | None:
@@ -176,7 +194,7 @@ def require_exchange(broker: Broker, exchange: str) -> None:
 
 
 def declare_consumer_queue(
-    broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], queue_type: str = "quorum"
+    broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], *, queue_type: str = "quorum"
 ) -> None:
     """Declare a durable consumer queue, dead-lettering to the DLX, bound by ``patterns``."""
     arguments: dict[str, Any] = {"x-queue-type": queue_type, "x-dead-letter-exchange": topology.dead_letter_exchange}
@@ -202,6 +220,7 @@ def declare_tail_queue(
     exchange: str,
     patterns: Sequence[str],
     max_length: int,
+    *,
     overflow_to: str | None = None,
 ) -> str:
     """Declare a server-named exclusive queue bounded to ``max_length`` messages.
@@ -250,7 +269,7 @@ def exchange_exists(broker: Broker, exchange: str) -> bool:
 
 
 def ensure_consumer_queue(
-    broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], queue_type: str = "quorum"
+    broker: Broker, topology: Topology, queue: str, patterns: Sequence[str], *, queue_type: str = "quorum"
 ) -> bool:
     """Use an existing queue as it is (adding only the bindings asked for); declare a missing one.
 
@@ -264,7 +283,7 @@ def ensure_consumer_queue(
                 f"queue {queue!r} does not exist in vhost {_vhost(broker)!r} and --no-declare forbids creating it: "
                 "a user with configure permission can create it (logctl consume --queue ... without --no-declare)"
             )
-        declare_consumer_queue(broker, topology, queue, patterns or ("#",), queue_type)
+        declare_consumer_queue(broker, topology, queue, patterns or ("#",), queue_type=queue_type)
         return True
     with _channel(broker) as channel:
         for pattern in patterns:

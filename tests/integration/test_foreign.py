@@ -289,3 +289,20 @@ def test_consume_sets_aside_what_it_cannot_decode_when_the_queue_has_no_dead_let
     assert replayed.returncode == 0, replayed.stderr
     assert "moved 1, left 0" in replayed.stderr
     assert depth(plain) == 1 and depth(dlq) == 0
+
+
+def test_logctls_own_queues_declared_elsewhere_with_other_arguments_are_used_as_they_are(
+    env: Env, tmp_path: Path
+) -> None:
+    conn = amqp_connect()  # a classic DLQ, where logctl would declare a quorum one
+    conn.channel().queue_declare(f"{env.exchange}.dlq", durable=True, auto_delete=False)
+    conn.close()
+    queue = bind_queue(env, "own", "own.#")
+    publish(env.exchange, "own.info", b"still consumed", content_type="text/plain")
+    db = tmp_path / "out.db"
+    result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    assert f"queue '{env.exchange}.dlq' exists with other arguments" in result.stderr
+    assert sink_messages(db) == ["still consumed"]
+    publish(f"{env.exchange}.dlx", "", b"dead-lettered")  # and the DLQ still takes what its exchange gets
+    assert depth(f"{env.exchange}.dlq") == 1

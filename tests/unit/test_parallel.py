@@ -54,7 +54,9 @@ def _shipped(path: Path, workers: int, serializer: str, max_line_bytes: int = 10
         batch_size=333,
         serializer=serializer,
     )
-    ship(Settings(), options, lambda: False, lambda _msg: None, lambda rows: got.extend(map(record_of, rows)))
+    ship(
+        Settings(), options, lambda: False, lambda _msg: None, on_dry_run=lambda rows: got.extend(map(record_of, rows))
+    )
     return got
 
 
