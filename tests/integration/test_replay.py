@@ -73,6 +73,22 @@ def dead_letters(env: Env) -> dict[str, str]:
     return {"a": qa, "b": qb, "dlq": dlq}
 
 
+def reject(ch: amqp.Channel, queue: str, count: int) -> None:
+    """Take ``count`` messages from ``queue`` and reject them: the queue dead-letters them."""
+    for _ in range(count):
+        msg = ch.basic_get(queue)
+        ch.basic_reject(msg.delivery_tag, requeue=False)
+
+
+def wait_depth(ch: amqp.Channel, queue: str, count: int, timeout: float = 10) -> None:
+    """Wait until ``queue`` holds ``count`` messages; fail, saying how many it holds, if it never does."""
+    deadline = time.time() + timeout
+    while depth(ch, queue) < count:
+        if time.time() > deadline:
+            pytest.fail(f"{queue} holds {depth(ch, queue)} messages after {timeout:g} s, not {count}")
+        time.sleep(0.2)
+
+
 def declare_consumer_queue(env: Env, queue: str, pattern: str) -> None:
     """Have logctl declare ``queue`` bound by ``pattern``, as consume makes it (quorum, dead-lettering)."""
     args = ["consume", "--queue", queue, "--bind", pattern, "--exit-when-idle", "0.1s", "--sink", "stdout"]
@@ -205,13 +221,9 @@ def test_replay_returns_messages_only_to_the_queue_that_rejected_them(env: Env) 
     ch.confirm_select()
     for i in range(50):
         publish(ch, env.exchange, "shared.error", f"s{i}")
-    for _ in range(50):
-        msg = ch.basic_get(rejecter)
-        ch.basic_reject(msg.delivery_tag, requeue=False)
+    reject(ch, rejecter, 50)
     dlq, default = f"{env.exchange}.dlq", f"{env.exchange}.default"
-    deadline = time.time() + 10
-    while depth(ch, dlq) < 50 and time.time() < deadline:
-        time.sleep(0.2)
+    wait_depth(ch, dlq, 50)
     before = {q: depth(ch, q) for q in (rejecter, bystander, default)}
     assert before == {rejecter: 0, bystander: 50, default: 50}
     result = run_logctl(["replay", "dlq"], env)
@@ -232,14 +244,10 @@ def test_a_message_whose_origin_queue_is_gone_stays_in_the_dead_letter_queue(env
     for i in range(3):
         publish(ch, env.exchange, "gone.info", f"g{i}")
         publish(ch, env.exchange, "kept.info", f"k{i}")
-    for queue in (gone, kept):
-        for _ in range(3):
-            msg = ch.basic_get(queue)
-            ch.basic_reject(msg.delivery_tag, requeue=False)
+    reject(ch, gone, 3)
+    reject(ch, kept, 3)
     dlq = f"{env.exchange}.dlq"
-    deadline = time.time() + 10
-    while depth(ch, dlq) < 6 and time.time() < deadline:
-        time.sleep(0.2)
+    wait_depth(ch, dlq, 6)
     ch.queue_delete(gone)
     result = run_logctl(["replay", "dlq", "--output", "json"], env)
     assert result.returncode == 0, result.stderr
