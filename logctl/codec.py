@@ -6,8 +6,8 @@ Envelope (msgpack, or JSON with ``--serializer json``)::
 
 ``ts`` is an integer: microseconds since the Unix epoch, UTC. ``level`` is one of
 TRACE DEBUG INFO WARN ERROR FATAL. ``trace_id`` is a string or nil; ``attrs`` a map.
-Bodies published by other tools (plain text, or one JSON object) decode to one record
-each; see ``foreign_prefix`` for their ids.
+Bodies published by other tools (plain text, one JSON object, or the original design's
+Protobuf ``LogEntry``) decode to one record each; see ``foreign_prefix`` for their ids.
 """
 
 from __future__ import annotations
@@ -25,11 +25,23 @@ import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
-from logctl.records import LEVEL_OF_NAME, MAX_MICROS, MIN_MICROS, LogRecord, WireRow, record_of, wire_row
+from logctl.records import (
+    LEVEL_OF_NAME,
+    MAX_MICROS,
+    MIN_MICROS,
+    LogRecord,
+    WireRow,
+    id_format,
+    micros_of,
+    now_utc,
+    record_of,
+    wire_row,
+)
 
 VERSION = 1
 MSGPACK_TYPE = "application/vnd.logctl.batch+msgpack"
 JSON_TYPE = "application/vnd.logctl.batch+json"
+PROTOBUF_TYPE = "application/x-protobuf"  # the original design's LogEntry, one per message (see logentry.py)
 FOREIGN_SERVICE = "external"
 
 
@@ -188,6 +200,11 @@ def decode_rows(body: bytes, content_type: str | None, message_id: str | None = 
             return _rows(_decode_json(body))
     except (ValueError, RecursionError) as exc:  # msgspec's errors are ValueErrors; nesting too deep
         raise BadInput(f"cannot decode {content_type} body: {exc}") from exc
+    if content_type == PROTOBUF_TYPE:
+        from logctl.logentry import decode_log_entry  # protobuf loads only for those who send it
+
+        record_id = id_format(foreign_prefix(message_id)) % 0
+        return [decode_log_entry(body, record_id, micros_of(now_utc()), FOREIGN_SERVICE)]
     return [decode_foreign(body, message_id, content_type)]
 
 
