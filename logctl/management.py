@@ -134,6 +134,16 @@ class Management:
         path = f"/api/exchanges/{quote(vhost, safe='')}/{quote(exchange, safe='')}/bindings/source"
         return bool(self._call("GET", path))
 
+    def exchange_bindings(self, vhost: str, exchange: str) -> list[dict[str, Any]]:
+        """The bindings whose source is ``exchange`` (destination, routing_key, destination_type)."""
+        path = f"/api/exchanges/{quote(vhost, safe='')}/{quote(exchange, safe='')}/bindings/source"
+        return list(self._call("GET", path))
+
+    def queues(self, vhost: str) -> list[dict[str, Any]]:
+        """The queues of ``vhost`` with their depth, consumers and type."""
+        columns = "name,type,messages,messages_ready,messages_unacknowledged,consumers"
+        return list(self._call("GET", f"/api/queues/{quote(vhost, safe='')}?columns={columns}"))
+
     def queue_policies(self, vhost: str) -> dict[str, str | None]:
         """Return each queue's effective policy name (None if none), as the stats database has it."""
         queues = self._call("GET", f"/api/queues/{quote(vhost, safe='')}?columns=name,policy")

@@ -13,6 +13,7 @@ from logctl.transport.publisher import Outgoing, Publisher, republished
 from logctl.transport.reader import QueuePuller, QueueReader
 from logctl.transport.topology import (
     Topology,
+    bind_queue,
     declare_consumer_queue,
     declare_counter_queue,
     declare_plain_queue,
@@ -26,6 +27,7 @@ from logctl.transport.topology import (
     queue_exists,
     require_exchange,
     topology_of,
+    unbind_queue,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "QueuePuller",
     "QueueReader",
     "Topology",
+    "bind_queue",
     "declare_consumer_queue",
     "declare_counter_queue",
     "declare_plain_queue",
@@ -52,4 +55,5 @@ __all__ = [
     "topology_of",
     "translate",
     "translated",
+    "unbind_queue",
 ]

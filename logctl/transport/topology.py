@@ -201,8 +201,8 @@ def declare_consumer_queue(
     if queue_type == "quorum":
         arguments["x-delivery-limit"] = broker.settings.delivery_limit
     with _channel(broker) as channel:
-        exchange = kombu.Exchange(topology.exchange, "topic", durable=True, no_declare=True)
-        kombu.Queue(queue, exchange, durable=True, queue_arguments=arguments, bindings=[]).declare(channel=channel)
+        # Not kombu.Queue: with no bindings it binds the queue by the empty routing key.
+        channel.queue_declare(queue, durable=True, auto_delete=False, arguments=arguments)
         for pattern in patterns:
             channel.queue_bind(queue, topology.exchange, pattern)
 
@@ -244,6 +244,18 @@ def declare_counter_queue(broker: Broker, channel: Any, max_length: int) -> str:
     with translated(broker.settings.url):
         name, _count, _consumers = channel.queue_declare("", exclusive=True, auto_delete=True, arguments=arguments)
     return str(name)
+
+
+def bind_queue(broker: Broker, queue: str, exchange: str, pattern: str) -> None:
+    """Bind ``queue`` to ``exchange`` by ``pattern`` (idempotent)."""
+    with _channel(broker) as channel:
+        channel.queue_bind(queue, exchange, pattern)
+
+
+def unbind_queue(broker: Broker, queue: str, exchange: str, pattern: str) -> None:
+    """Remove the binding of ``queue`` to ``exchange`` by ``pattern`` (no error if there was none)."""
+    with _channel(broker) as channel:
+        channel.queue_unbind(queue, exchange, pattern)
 
 
 def queue_exists(broker: Broker, queue: str) -> bool:

@@ -1,0 +1,69 @@
+"""logctl queue: list the topology, and bindings changed under a running consumer."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Env, run_logctl, sink_messages, start_logctl
+
+pytestmark = pytest.mark.integration
+
+
+def _ship(env: Env, tmp_path: Path, name: str, lines: list[str]) -> None:
+    log = tmp_path / f"{name}.log"
+    log.write_text("".join(f"{line}\n" for line in lines))
+    result = run_logctl(["ship", "--no-follow", "--linger-ms", "10", str(log)], env)
+    assert result.returncode == 0, result.stderr
+
+
+def _wait_for(db: Path, count: int, timeout: float = 30) -> list[str]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            messages = sink_messages(db)
+        except Exception:  # noqa: BLE001 - the sink may be mid-creation
+            messages = []
+        if len(messages) >= count:
+            return messages
+        time.sleep(0.1)
+    pytest.fail(f"the sink holds {len(sink_messages(db))} records after {timeout:g} s, not {count}")
+
+
+def test_bind_and_unbind_change_what_a_running_consumer_receives(env: Env, tmp_path: Path) -> None:
+    queue = env.queue("errors")
+    env["LOGCTL_DEFAULT_QUEUE"] = "none"
+    db = tmp_path / "out.db"
+    worker = start_logctl(["consume", "--queue", queue, "--bind", "*.error", "--sink", f"sqlite:///{db}"], env)
+    try:
+        time.sleep(2)  # the queue is declared and consumed
+        _ship(env, tmp_path, "one", ['level=info msg="a: quiet"', 'level=error msg="a: loud"'])
+        assert sorted(_wait_for(db, 1)) == ["a: loud"]
+        bound = run_logctl(["queue", "bind", queue, "#"], env)
+        assert bound.returncode == 0, bound.stderr
+        _ship(env, tmp_path, "two", ['level=info msg="b: quiet"', 'level=error msg="b: loud"'])
+        assert sorted(_wait_for(db, 3)) == ["a: loud", "b: loud", "b: quiet"]
+        listed = run_logctl(["queue", "list", "--output", "json"], env)
+        assert listed.returncode == 0, listed.stderr
+        views = {v["name"]: v for v in map(json.loads, listed.stdout.splitlines())}
+        assert views[queue]["patterns"] == ["#", "*.error"]
+        assert {f"{env.exchange}.dlq", f"{env.exchange}.unrouted"} <= set(views)
+        unbound = run_logctl(["queue", "unbind", queue, "#"], env)
+        assert unbound.returncode == 0, unbound.stderr
+        _ship(env, tmp_path, "three", ['level=info msg="c: quiet"', 'level=error msg="c: loud"'])
+        assert sorted(_wait_for(db, 4)) == ["a: loud", "b: loud", "b: quiet", "c: loud"]
+        time.sleep(1)  # and no quiet one comes after
+        assert len(sink_messages(db)) == 4
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=60)
+    assert worker.returncode == 0
+
+
+def test_binding_a_missing_queue_is_exit_5(env: Env) -> None:
+    result = run_logctl(["queue", "bind", f"{env.exchange}.nope", "#"], env)
+    assert result.returncode == 5 and "does not exist" in result.stderr
