@@ -7,6 +7,7 @@ aside in a dead-letter queue (see deadletter), never simply dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,9 +17,18 @@ from typing import Any
 from logctl.codec import decode_rows
 from logctl.deadletter import DeadLetterer, queue_dead_letters
 from logctl.errors import BadInput, BrokerUnreachable
+from logctl.ratelimit import TokenBucket
 from logctl.records import WireRow
 from logctl.sinks import Sink
-from logctl.transport import Broker, Delivery, QueueReader, Topology, declare_topology, ensure_consumer_queue
+from logctl.transport import (
+    Broker,
+    Delivery,
+    QueueReader,
+    Topology,
+    declare_topology,
+    ensure_consumer_queue,
+    translated,
+)
 
 
 @dataclass(slots=True)
@@ -61,6 +71,7 @@ class ConsumeOptions:
     prefetch: int = 100
     exit_when_idle: float | None = None
     queue_type: str = "quorum"
+    max_rate: float | None = None  # records a second at most (a token bucket): acks come slower
 
 
 def _decode_batch(
@@ -148,6 +159,14 @@ def consume(
         letterer.close()
 
 
+def _pace(broker: Broker, seconds: float, stop: Callable[[], bool]) -> None:
+    """Wait for the rate limit, still taking frames (deliveries are buffered, heartbeats answered)."""
+    until = time.monotonic() + seconds
+    with translated(broker.settings.url):
+        while not stop() and (remaining := until - time.monotonic()) > 0:
+            broker.drain(min(remaining, 0.5))
+
+
 def _consume(
     broker: Broker,
     sink: Sink[Any],
@@ -157,6 +176,9 @@ def _consume(
     letterer: DeadLetterer,
 ) -> ConsumeStats:
     stats = ConsumeStats()
+    limiter = TokenBucket(options.max_rate) if options.max_rate else None
+    if limiter is not None:  # batches of about a tenth of a second, so the pace is smooth
+        options = dataclasses.replace(options, batch_size=min(options.batch_size, max(1, int(limiter.rate / 10))))
     reader = QueueReader(broker, options.queue, options.prefetch)
     last_activity = time.monotonic()
     pending: _Written | None = None
@@ -182,6 +204,8 @@ def _consume(
                 batch = _collect(reader, options, stop)
                 if batch:
                     records, good = _decode_batch(batch, reader, stats, letterer)
+                    if limiter is not None and records:
+                        _pace(broker, limiter.delay(len(records)), stop)
                     future = writer.submit(sink.store, sink.prepare(records)) if records else None
                     written = _Written(future, good, stats.kept > 0, len(batch), len(records))
                     if pending is not None:

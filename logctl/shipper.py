@@ -24,6 +24,7 @@ from logctl.config import Settings
 from logctl.delivery import Batcher, Output, Receipt
 from logctl.files import FileTracker, check_paths
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
+from logctl.ratelimit import TokenBucket
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.sources import FileSource, Source, StdinSource
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
@@ -54,6 +55,7 @@ class ShipOptions:
     read_chunk: int = 64 << 10  # small reads keep a round's records in the CPU cache: 20% faster than 1 MiB
     checkpoint_interval_s: float = 1.0
     workers: int = 0  # processes that parse a large backlog; 0 = all in this process
+    max_rate: float | None = None  # lines a second at most (a token bucket); parsed in this process then
 
 
 @dataclass(slots=True)
@@ -136,9 +138,10 @@ class Shipper:
         self.files = FileTracker(options, store, notify, drain=self._drain_ready, on_begin=self._begin)
         self.stdin: StdinSource | None = None
         self._progress: dict[Source, Progress] = {}  # what of each source is confirmed
-        if pool is None and options.workers > 0:
+        if pool is None and options.workers > 0 and options.max_rate is None:
             pool = BlockPool(options.workers)
         self._pool = pool
+        self._limiter = TokenBucket(options.max_rate) if options.max_rate else None
         self._stop: Callable[[], bool] = lambda: False
         if "-" in options.paths:
             self.stdin = StdinSource(options.service or "stdin", options.max_line_bytes, options.source_id)
@@ -237,7 +240,11 @@ class Shipper:
     def _read_round(self) -> bool:
         got = False
         chunk = self.options.read_chunk
+        limiter = self._limiter
+        if limiter is not None:  # reads of about a tenth of a second's lines (at ~100 bytes a line)
+            chunk = min(chunk, max(512, int(limiter.rate * 10)))
         for src in self._all_sources():
+            lines_before = src.lines
             if src.parser is None and isinstance(src, FileSource) and not self.files.identify(src):
                 continue
             try:
@@ -252,7 +259,20 @@ class Shipper:
                 src.finish()
             if src.ready:
                 self._drain_ready(src)
+            if limiter is not None and src.lines > lines_before:
+                self._pace(limiter.delay(src.lines - lines_before))
         return got
+
+    def _pace(self, seconds: float) -> None:
+        """Wait for the rate limit, sending lingering batches and taking confirms meanwhile."""
+        until = time.monotonic() + seconds
+        while not self._stop():
+            now = time.monotonic()
+            if now >= until:
+                return
+            self.batcher.send_lingering(now)
+            self.output.poll()
+            time.sleep(min(0.05, until - now))
 
     def _wants_blocks(self, src: Source) -> bool:
         """Whether a file is far enough behind to be parsed by the worker pool."""
@@ -407,7 +427,7 @@ def _started_pool(options: ShipOptions) -> BlockPool | None:
     Its size is a guess at its backlog (a checkpoint may say it was shipped already);
     a wrong guess costs two idle processes, which a file catching up later starts anyway.
     """
-    if options.workers <= 0:
+    if options.workers <= 0 or options.max_rate is not None:
         return None
     for path in expand([p for p in options.paths if p != "-"], options.exclude):
         with contextlib.suppress(OSError):

@@ -56,6 +56,9 @@ def consume_cmd(
         str | None, typer.Option(help="Stop once the queue stayed empty this long (e.g. 5s)")
     ] = None,
     queue_type: Annotated[str, typer.Option(help="quorum or classic, when declaring the queue")] = "quorum",
+    max_rate: Annotated[
+        float | None, typer.Option(help="Store at most this many records a second (acks slow down; nothing dropped)")
+    ] = None,
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
     state_dir: StateDirOpt = None,
@@ -77,6 +80,8 @@ def consume_cmd(
         consume_batch_size=batch_size,
         linger_ms=linger_ms,
     )
+    if max_rate is not None and max_rate <= 0:
+        raise ConfigError("--max-rate must be a positive number of records a second")
     queue_name = queue or default_queue_name(settings)
     if queue_name is None:
         raise ConfigError("default_queue is 'none': name the queue with --queue")
@@ -88,6 +93,7 @@ def consume_cmd(
         prefetch=settings.prefetch,
         exit_when_idle=parse_duration(exit_when_idle, "--exit-when-idle") if exit_when_idle else None,
         queue_type=queue_type,
+        max_rate=max_rate,
     )
     target = open_sink(sink or default_sink_uri(settings.state_dir))
     try:

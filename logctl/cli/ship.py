@@ -70,6 +70,9 @@ def ship_cmd(
         int | None,
         typer.Option(help="Processes that parse a file far behind; 0: parse in one [default: CPU count]"),
     ] = None,
+    max_rate: Annotated[
+        float | None, typer.Option(help="Read at most this many lines a second (smoothed, nothing dropped)")
+    ] = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
@@ -117,11 +120,18 @@ def ship_cmd(
         rotate_wait_s=parse_duration(rotate_wait, "--rotate-wait"),
         shutdown_timeout_s=parse_duration(shutdown_timeout, "--shutdown-timeout"),
         workers=settings.workers,
+        max_rate=_positive(max_rate, "--max-rate"),
     )
     renderer = RecordRenderer(output) if dry_run else None
     tune_gc_for_throughput()
     stats = ship(settings, options, StopFlag().install(), notify, on_dry_run=renderer.render if renderer else None)
     notify(_summary(stats))
+
+
+def _positive(value: float | None, what: str) -> float | None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{what} must be a positive number of lines a second")
+    return value
 
 
 def _summary(stats: ShipStats) -> str:
