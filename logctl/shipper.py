@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from logctl.checkpoint import Checkpoint, CheckpointStore, Mark, Progress, state_lock
 from logctl.codec import RowPacker, decode_rows
@@ -29,6 +30,9 @@ from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.sources import FileSource, Source, StdinSource
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
+
+if TYPE_CHECKING:
+    from logctl.intake import IntakeOptions, IntakeServer
 
 Notify = Callable[[str], None]
 
@@ -68,6 +72,9 @@ class ShipStats:
     bytes: int = 0
     files: int = 0
     unconfirmed: int = 0
+    http_requests: int = 0  # answered 202 by the intake
+    http_records: int = 0  # in those requests, each confirmed
+    http_refused: int = 0  # answered 4xx or 5xx
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -445,12 +452,43 @@ def ship(
     notify: Notify,
     *,
     on_dry_run: Callable[[list[WireRow]], None] | None = None,
+    intake: IntakeOptions | None = None,
 ) -> ShipStats:
-    """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback)."""
+    """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback).
+
+    With ``intake`` an HTTP intake runs beside them (alone when there are no paths) until
+    ``stop()``; it has a connection and a delivery thread of its own.
+    """
     if on_dry_run is not None:
         echo = on_dry_run
         preview = dataclasses.replace(options, linger_s=0.0)  # every round sends all it read (see EchoOutput)
         return Shipper(preview, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
+    with contextlib.ExitStack() as stack:
+        if intake is not None:
+            from logctl.intake import IntakeServer  # the HTTP stack loads only for --listen
+
+            server = IntakeServer(settings, intake, stop, notify).start()
+            stack.callback(_close_intake, server, options.shutdown_timeout_s, notify)
+        stats = ShipStats()
+        if options.paths:
+            stats = _ship_paths(settings, options, stop, notify)
+        else:
+            while not stop():
+                time.sleep(0.2)
+        if intake is not None:
+            stack.close()  # the intake's requests in hand are answered first
+            stats.http_requests = server.intake.accepted_requests
+            stats.http_records = server.intake.accepted_records
+            stats.http_refused = server.intake.refused_requests
+        return stats
+
+
+def _close_intake(server: IntakeServer, timeout: float, notify: Notify) -> None:
+    if not server.close(timeout):
+        notify(f"the intake's last records were still unconfirmed after {timeout:g}s; their requests got no 202")
+
+
+def _ship_paths(settings: Settings, options: ShipOptions, stop: Callable[[], bool], notify: Notify) -> ShipStats:
     check_paths(options.paths)
     has_files = any(p != "-" for p in options.paths)
     with contextlib.ExitStack() as stack:

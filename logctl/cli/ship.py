@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,7 @@ from logctl.cli.app import (
 )
 from logctl.cli.status import render_status
 from logctl.errors import ConfigError
+from logctl.intake import IntakeOptions, load_tokens, parse_listen
 from logctl.render import OutputMode, RecordRenderer, summary_line
 from logctl.shipper import ShipOptions, ShipStats, ship
 from logctl.units import parse_duration, parse_size
@@ -34,7 +36,8 @@ from logctl.units import parse_duration, parse_size
     "  logctl ship /var/log/app/*.log\n\n"
     "  kubectl logs -f deploy/api | logctl ship - --service api\n\n"
     "  zcat app.log.gz | logctl ship - --source-id app-2026-11-27   # safe to run again\n\n"
-    "  logctl ship --no-follow --dry-run app.log | jq .level",
+    "  logctl ship --no-follow --dry-run app.log | jq .level\n\n"
+    "  logctl ship --listen 127.0.0.1:8080 --token-file /etc/logctl/tokens   # POST /api/log",
 )
 @edge
 def ship_cmd(
@@ -73,6 +76,16 @@ def ship_cmd(
     max_rate: Annotated[
         float | None, typer.Option(help="Read at most this many lines a second (smoothed, nothing dropped)")
     ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(help="Also take records over HTTP: POST /api/log on HOST:PORT, 202 once confirmed"),
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="Bearer tokens for --listen, one a line (name:token); required off loopback")
+    ] = None,
+    max_body_bytes: Annotated[str, typer.Option(help="--listen: largest request body, decompressed")] = "10MiB",
+    tls_cert_file: Annotated[Path | None, typer.Option(help="--listen over HTTPS: the certificate (PEM)")] = None,
+    tls_key_file: Annotated[Path | None, typer.Option(help="--listen over HTTPS: its private key (PEM)")] = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
@@ -101,12 +114,14 @@ def ship_cmd(
     if status:
         render_status(CheckpointStore(settings.state_dir), output)
         return
-    if not paths:
-        raise ConfigError("give files, globs or - for stdin (see logctl ship --help)")
-    if source_id is not None and "-" not in paths:
+    if not paths and listen is None:
+        raise ConfigError("give files, globs or - for stdin, or --listen HOST:PORT (see logctl ship --help)")
+    if dry_run and listen is not None:
+        raise ConfigError("--dry-run previews files and stdin; it does not go with --listen")
+    if source_id is not None and "-" not in (paths or ()):
         raise ConfigError("--source-id names stdin's stream: give - as a path")
     options = ShipOptions(
-        paths=tuple(paths),
+        paths=tuple(paths or ()),
         follow=follow,
         service=service,
         source_id=source_id,
@@ -124,7 +139,20 @@ def ship_cmd(
     )
     renderer = RecordRenderer(output) if dry_run else None
     tune_gc_for_throughput()
-    stats = ship(settings, options, StopFlag().install(), notify, on_dry_run=renderer.render if renderer else None)
+    intake = None
+    if listen is not None:
+        host, port = parse_listen(listen)
+        intake = IntakeOptions(
+            host,
+            port,
+            tokens=load_tokens(token_file) if token_file is not None else {},
+            service=service,
+            max_body_bytes=parse_size(max_body_bytes, "--max-body-bytes"),
+            cert_file=str(tls_cert_file) if tls_cert_file else None,
+            key_file=str(tls_key_file) if tls_key_file else None,
+        )
+    stop = StopFlag().install()
+    stats = ship(settings, options, stop, notify, on_dry_run=renderer.render if renderer else None, intake=intake)
     notify(_summary(stats))
 
 
@@ -135,15 +163,19 @@ def _positive(value: float | None, what: str) -> float | None:
 
 
 def _summary(stats: ShipStats) -> str:
-    return "shipped " + summary_line(
-        (
-            ("lines", stats.lines),
-            ("records", stats.records),
-            ("batches", stats.batches),
-            ("bytes", stats.bytes),
-            ("files", stats.files),
-            ("unconfirmed_batches", stats.unconfirmed),
-            ("seconds", f"{stats.seconds:.2f}"),
-            ("lines_per_s", f"{stats.lines_per_second:.0f}"),
-        )
-    )
+    pairs: list[tuple[str, object]] = [
+        ("lines", stats.lines),
+        ("records", stats.records),
+        ("batches", stats.batches),
+        ("bytes", stats.bytes),
+        ("files", stats.files),
+        ("unconfirmed_batches", stats.unconfirmed),
+    ]
+    if stats.http_requests or stats.http_refused:
+        pairs += [
+            ("http_requests", stats.http_requests),
+            ("http_records", stats.http_records),
+            ("http_refused", stats.http_refused),
+        ]
+    pairs += [("seconds", f"{stats.seconds:.2f}"), ("lines_per_s", f"{stats.lines_per_second:.0f}")]
+    return "shipped " + summary_line(pairs)

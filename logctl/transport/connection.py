@@ -246,6 +246,11 @@ class Broker:
             self._conn = None
 
     @property
+    def connected(self) -> bool:
+        """Whether a connection is open now (False while connecting or reconnecting)."""
+        return self._conn is not None
+
+    @property
     def connection(self) -> kombu.Connection:
         if self._conn is None:
             raise BrokerUnreachable(f"not connected to {_where(self.settings.url)}")
