@@ -183,3 +183,9 @@ def resolve(flags: Mapping[str, object | None], env: Mapping[str, str], file: Pa
             sources[key] = source
             break
     return Settings(**cast(dict[str, Any], values), sources=sources)
+
+
+def from_environment(config: Path | None = None, **flags: object) -> Settings:
+    """Resolve Settings as a command does: ``flags``, the process's environment, its config file."""
+    env = dict(os.environ)
+    return resolve(flags, env, config or default_config_path(env))

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from logctl import __version__
-from logctl.config import Settings, default_config_path, resolve
+from logctl.config import Settings, from_environment
 from logctl.errors import ExitCode, LogctlError
 from logctl.render import OutputMode, stderr_console
 
@@ -142,9 +142,7 @@ OutputOpt = Annotated[
 
 def settings_from(config: Path | None = None, **flags: object) -> Settings:
     """Resolve Settings from the command's flags, the environment and the config file."""
-    env = dict(os.environ)
-    file = config or default_config_path(env)
-    return resolve(flags, env, file)
+    return from_environment(config, **flags)
 
 
 def _version(value: bool) -> None:

@@ -8,7 +8,7 @@ are turned into LogctlErrors here and nowhere else.
 
 from __future__ import annotations
 
-from logctl.transport.connection import Broker, Delivery, translate, translated
+from logctl.transport.connection import Broker, Delivery, preload, translate, translated
 from logctl.transport.publisher import Outgoing, Publisher, republished
 from logctl.transport.reader import QueuePuller, QueueReader
 from logctl.transport.topology import (
@@ -48,6 +48,7 @@ __all__ = [
     "delete_topology",
     "ensure_consumer_queue",
     "exchange_exists",
+    "preload",
     "queue_depth",
     "queue_exists",
     "republished",

@@ -30,6 +30,22 @@ RECONNECT_BACKOFF_MAX = 30.0  # between attempts that go on until told to stop
 FIRST_BACKOFF = 0.5
 
 
+def preload() -> None:
+    """Import now, in this thread, what the first connection would import lazily.
+
+    For code that may fork while another thread connects (a logging handler under
+    gunicorn): a fork in the middle of an import leaves the child a module lock that
+    no thread of its own will ever release, and its first connection hangs.
+    """
+    import encodings.idna  # what getaddrinfo imports for a host name
+
+    import kombu.connection
+    import kombu.entity
+    import kombu.transport.pyamqp
+
+    _ = (kombu.connection.Connection, kombu.entity.Exchange, kombu.transport.pyamqp.Transport, encodings.idna)
+
+
 def backoff(first: float, most: float) -> Iterator[float]:
     """Delays that double from ``first`` up to ``most``."""
     delay = first
