@@ -13,6 +13,7 @@ confirmed. ``DeliveryThread`` is a thread-safe front for callers that cannot pol
 from __future__ import annotations
 
 import bisect
+import contextlib
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from logctl.transport import Outgoing
 # messages over its max_message_size (128 MiB by default), and 1,000 lines of 1 MiB would
 # make one batch of a gigabyte that no retry could ever publish.
 MAX_BATCH_BYTES = 4 << 20
+CONFIRM_POLL_S = 0.002  # DeliveryThread: how long it waits for confirms before looking at its inbox
 
 
 class Output(Protocol):
@@ -282,11 +284,15 @@ class DeliveryThread:
     def _loop(self, batcher: Batcher) -> None:
         output = batcher.output
         while True:
-            wait = min(self._linger_s, 0.05) if batcher.open or output.in_flight else 0.2
-            try:
-                group = self._inbox.get(timeout=wait)
-            except queue.Empty:
-                group = None
+            group = None
+            if output.in_flight:
+                # Confirms are due on the wire: wait for those (briefly), not for the inbox.
+                output.wait_confirmed(CONFIRM_POLL_S)
+                with contextlib.suppress(queue.Empty):
+                    group = self._inbox.get_nowait()
+            else:
+                with contextlib.suppress(queue.Empty):
+                    group = self._inbox.get(timeout=min(self._linger_s, 0.05) if batcher.open else 0.2)
             while group is not None:
                 self._batch(batcher, group)
                 try:
