@@ -8,6 +8,8 @@ import json
 import re
 import signal
 import sqlite3
+import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -222,3 +224,55 @@ def test_a_port_in_use_is_one_line_and_exit_3(env: Env, listener: Listener) -> N
     result = run_logctl(["ship", "--listen", f"127.0.0.1:{port}"], env, timeout=30)
     assert result.returncode == 3 and "cannot listen on 127.0.0.1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 made with openssl (it is its own CA)."""
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_with_a_certificate_and_its_ca(env: Env, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, "server")
+    other, _ = _self_signed(tmp_path, "other")
+    secure = start_logctl(
+        ["ship", "--listen", "127.0.0.1:0", "--tls-cert-file", str(cert), "--tls-key-file", str(key)], env, text=True
+    )
+    try:
+        assert secure.stderr is not None
+        line = secure.stderr.readline()
+        found = re.search(r"listening on (https://127\.0\.0\.1:\d+)/api/log", line)
+        assert found, line
+        base = found.group(1)
+        trusting = ssl.create_default_context(cafile=str(cert))
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/readyz", timeout=5, context=trusting)
+                break
+            except urllib.error.HTTPError:
+                assert time.time() < deadline
+                time.sleep(0.1)
+        request = urllib.request.Request(f"{base}/api/log", data=ndjson({"msg": "over tls"}), method="POST")
+        request.add_header("Content-Type", "application/x-ndjson")
+        with urllib.request.urlopen(request, timeout=30, context=trusting) as response:
+            assert response.status == 202
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(base + "/healthz", timeout=5, context=ssl.create_default_context(cafile=str(other)))
+    finally:
+        secure.send_signal(signal.SIGTERM)
+        secure.communicate(timeout=60)
+    assert secure.returncode == 0
+    assert consume_all(env, tmp_path) == ["over tls"]
+
+
+def test_a_certificate_without_its_key_is_exit_3(env: Env, tmp_path: Path) -> None:
+    cert, _key = _self_signed(tmp_path, "server")
+    result = run_logctl(["ship", "--listen", "127.0.0.1:0", "--tls-cert-file", str(cert)], env, timeout=30)
+    assert result.returncode == 3 and "go together" in result.stderr
