@@ -212,3 +212,28 @@ def test_the_wsgi_middleware_logs_each_request(env: Env, tmp_path: Path) -> None
     assert (level, service, trace_id) == ("INFO", "legacy", "req-9")
     assert message.startswith("POST /orders 201 ")
     assert json.loads(attrs)["http_method"] == "POST"
+
+
+def test_the_trace_id_of_the_active_opentelemetry_span(env: Env, tmp_path: Path) -> None:
+    app = run_app(
+        """
+        import logging
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from logctl.handler import LogctlHandler
+
+        trace.set_tracer_provider(TracerProvider())
+        log = logging.getLogger("traced")
+        log.setLevel(logging.INFO)
+        log.addHandler(LogctlHandler(service="traced"))
+        with trace.get_tracer("test").start_as_current_span("checkout") as span:
+            print(format(span.get_span_context().trace_id, "032x"))
+            log.info("inside the span")
+        log.info("outside")
+        """,
+        env,
+    )
+    assert app.returncode == 0, app.stderr
+    trace_id = app.stdout.strip()
+    assert len(trace_id) == 32
+    assert sorted(stored(env, tmp_path, "message, trace_id")) == [("inside the span", trace_id), ("outside", None)]
