@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from logctl import metrics
 from logctl.codec import decode_rows
 from logctl.deadletter import DeadLetterer, queue_dead_letters
 from logctl.errors import BadInput, BrokerUnreachable
@@ -80,16 +81,23 @@ def _decode_batch(
     """Decode deliveries; set the undecodable ones aside. Returns (records, tags of the decoded)."""
     records: list[WireRow] = []
     good: list[int] = []
+    redelivered = 0
     for d in deliveries:
+        redelivered += d.redelivered
         try:
             records.extend(decode_rows(d.body, d.content_type, d.message_id))
         except BadInput as exc:
+            metrics.METRICS.error("undecodable", "decode")
             if letterer.set_aside(d, reader, str(exc)):
                 stats.dead_lettered += 1
+                metrics.METRICS.dead_lettered(1)
             else:
                 stats.kept += 1
             continue
         good.append(d.delivery_tag)
+    if redelivered:
+        metrics.METRICS.redelivered(redelivered)
+    metrics.METRICS.received("consume", len(records), sum(len(d.body) for d in deliveries))
     return records, good
 
 
@@ -125,7 +133,7 @@ def _collect(reader: QueueReader, options: ConsumeOptions, stop: Callable[[], bo
 class _Written:
     """A batch handed to the sink writer: acked once its write returns."""
 
-    future: Future[int] | None  # None: nothing in it decoded (all dead-lettered)
+    future: Future[tuple[int, float]] | None  # (stored, seconds); None: nothing in it decoded
     good: list[int]  # delivery tags of the decoded deliveries
     one_by_one: bool  # ack each: a kept delivery must not be acked by a ``multiple`` ack
     messages: int
@@ -159,6 +167,13 @@ def consume(
         letterer.close()
 
 
+def _timed_store(sink: Sink[Any], prepared: Any) -> tuple[int, float]:
+    """Store a prepared batch (in the sink thread); return how many rows were new, and the seconds it took."""
+    started = time.monotonic()
+    stored = sink.store(prepared)
+    return stored, time.monotonic() - started
+
+
 def _pace(broker: Broker, seconds: float, stop: Callable[[], bool]) -> None:
     """Wait for the rate limit, still taking frames (deliveries are buffered, heartbeats answered)."""
     until = time.monotonic() + seconds
@@ -184,7 +199,7 @@ def _consume(
     pending: _Written | None = None
 
     def settle(written: _Written) -> None:
-        stored = written.future.result() if written.future is not None else 0
+        stored, seconds = written.future.result() if written.future is not None else (0, 0.0)
         if written.one_by_one:
             for tag in written.good:
                 reader.ack(tag)
@@ -196,6 +211,7 @@ def _consume(
         stats.duplicates += written.records - stored
         stats.batches += 1
         stats.last_settled = time.monotonic()
+        metrics.METRICS.stored(stored, written.records - stored, seconds)
         on_batch(stats)
 
     with ThreadPoolExecutor(1, thread_name_prefix="logctl-sink") as writer:
@@ -206,7 +222,7 @@ def _consume(
                     records, good = _decode_batch(batch, reader, stats, letterer)
                     if limiter is not None and records:
                         _pace(broker, limiter.delay(len(records)), stop)
-                    future = writer.submit(sink.store, sink.prepare(records)) if records else None
+                    future = writer.submit(_timed_store, sink, sink.prepare(records)) if records else None
                     written = _Written(future, good, stats.kept > 0, len(batch), len(records))
                     if pending is not None:
                         settle(pending)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Protocol
 
+from logctl import metrics
 from logctl.codec import RowPacker
 from logctl.records import ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.transport import Outgoing
@@ -57,7 +58,7 @@ class Waiter(Protocol):
 class Batch:
     """Records of one routing key (as encoded rows) on their way; ``confirmed`` once the broker said so."""
 
-    __slots__ = ("bytes", "confirmed", "count", "created", "key", "rows", "waiters")
+    __slots__ = ("bytes", "confirmed", "count", "created", "key", "rows", "sent", "waiters")
 
     def __init__(self, key: str, created: float) -> None:
         self.key = key
@@ -67,6 +68,7 @@ class Batch:
         self.bytes = 0  # their encoded size
         self.waiters: list[Waiter] = []
         self.created = created
+        self.sent = 0.0  # when it was published (monotonic)
         self.confirmed = False
 
     def full(self, size: int) -> bool:
@@ -125,8 +127,11 @@ class Batcher:
         *,
         batch_size: int,
         linger_s: float,
+        component: str = "ship",
     ) -> None:
+        """``component`` names the producer in the metrics (ship, intake, handler)."""
         self.output = make_output(self._on_confirm)
+        self.component = component
         self.packer = packer
         self.batch_size = batch_size
         self.linger_s = linger_s
@@ -177,6 +182,8 @@ class Batcher:
         body = packer.envelope(batch.rows, count)
         self.records_sent += count
         self.batches_sent += 1
+        batch.sent = time.monotonic()
+        metrics.METRICS.published(self.component, count)
         self.output.publish(
             Outgoing(body, batch.key, packer.content_type, token=batch, headers={"x-logctl-count": count})
         )
@@ -196,6 +203,7 @@ class Batcher:
     def _on_confirm(self, token: object) -> None:
         assert isinstance(token, Batch)
         token.confirmed = True
+        metrics.METRICS.confirmed(self.component, token.count, time.monotonic() - token.sent)
         for waiter in token.waiters:
             waiter.advance()
 
@@ -226,7 +234,9 @@ class DeliveryThread:
         batch_size: int,
         linger_s: float,
         max_pending: int = 10_000,
+        component: str = "intake",
     ) -> None:
+        self._component = component
         self._make_output = make_output
         self._packer = packer
         self._batch_size = batch_size
@@ -275,7 +285,13 @@ class DeliveryThread:
 
     def _run(self) -> None:
         try:
-            batcher = Batcher(self._make_output, self._packer, batch_size=self._batch_size, linger_s=self._linger_s)
+            batcher = Batcher(
+                self._make_output,
+                self._packer,
+                batch_size=self._batch_size,
+                linger_s=self._linger_s,
+                component=self._component,
+            )
             self._loop(batcher)
         except BaseException as exc:  # noqa: BLE001 - handed to the callers' futures and to .error
             self._error = exc

@@ -257,7 +257,12 @@ class LogctlHandler(logging.Handler):
         self._not_connecting.clear()
         self._broker = Broker(self.settings)
         self._delivery = DeliveryThread(
-            self._make_output, RowPacker(self.settings.serializer), batch_size=1024, linger_s=0.05, max_pending=64
+            self._make_output,
+            RowPacker(self.settings.serializer),
+            batch_size=1024,
+            linger_s=0.05,
+            max_pending=64,
+            component="handler",
         )
         self._feeder = threading.Thread(target=self._feed, name="logctl-handler", daemon=True)
         self._feeder.start()

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from logctl import metrics
 from logctl.codec import RowPacker
 from logctl.config import Settings
 from logctl.delivery import DeliveryThread, Output
@@ -63,14 +64,6 @@ class IntakeOptions:
     key_file: str | None = None
     batch_size: int = 2048
     linger_s: float = 0.005  # a 202 waits this long at least; concurrent requests still share batches
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ConfigError if it is not one."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
-        raise ConfigError(f"--listen {text!r}: give HOST:PORT, e.g. 127.0.0.1:8080")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def is_loopback(host: str) -> bool:
@@ -263,6 +256,12 @@ class Intake:
         return self.broker_state()
 
     async def post_log(self, request: Any) -> Any:
+        started = time.perf_counter()
+        response = await self._post_log(request)
+        metrics.METRICS.http_response(response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _post_log(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
         try:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from logctl import metrics
 from logctl.checkpoint import Checkpoint, CheckpointStore, Mark, Progress, state_lock
 from logctl.codec import RowPacker, decode_rows
 from logctl.config import Settings
@@ -148,6 +149,9 @@ class Shipper:
         if pool is None and options.workers > 0 and options.max_rate is None:
             pool = BlockPool(options.workers)
         self._pool = pool
+        self._reported = (0, 0)  # lines and bytes already counted in the metrics
+        self._behind: dict[str, int] = {}  # bytes behind per file, as of the last checkpoint save
+        metrics.METRICS.files_behind(lambda: self._behind)
         self._limiter = TokenBucket(options.max_rate) if options.max_rate else None
         self._stop: Callable[[], bool] = lambda: False
         if "-" in options.paths:
@@ -396,7 +400,21 @@ class Shipper:
 
     # --- checkpoints -----------------------------------------------------------------------
 
+    def _report(self) -> None:
+        """The metrics' lines and bytes read since the last report, and each file's bytes behind."""
+        sources: list[Source] = [*self._all_sources(), *self.files.retired]
+        lines, nbytes = sum(s.lines for s in sources), sum(s.bytes for s in sources)
+        metrics.METRICS.received("ship", lines - self._reported[0], nbytes - self._reported[1])
+        self._reported = (lines, nbytes)
+        behind = {}
+        for src in self.files.sources.values():
+            with contextlib.suppress(OSError):
+                if src in self._progress:
+                    behind[src.name] = max(src.size() - self._checkpointed(src), 0)
+        self._behind = behind
+
     def _save(self) -> None:
+        self._report()
         store = self.store
         if store is None:
             return
@@ -504,8 +522,16 @@ def _ship_paths(settings: Settings, options: ShipOptions, stop: Callable[[], boo
 
         def make_output(confirm: Callable[[object], None]) -> Output:
             # mandatory: a batch no queue takes comes back and is held, never counted as shipped.
-            return Publisher(
+            publisher = Publisher(
                 broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop, mandatory=True
             )
+            metrics.METRICS.watch_paused(
+                {
+                    "broker_down": lambda: not broker.connected,
+                    "blocked": lambda: broker.blocked,
+                    "backpressure": lambda: publisher.in_flight >= publisher.max_in_flight,
+                }
+            )
+            return publisher
 
         return Shipper(options, make_output, store, notify, pool).run(stop)

@@ -140,6 +140,23 @@ OutputOpt = Annotated[
 ]
 
 
+MetricsOpt = Annotated[
+    str | None,
+    typer.Option(help="Serve Prometheus metrics on HOST:PORT (/metrics); see the README for the names"),
+]
+
+
+def serve_metrics(address: str | None) -> None:
+    """Start the metrics endpoint when asked for."""
+    if address is None:
+        return
+    from logctl import metrics
+    from logctl.units import parse_address
+
+    host, port = parse_address(address, "--metrics-address")
+    notify(f"metrics on http://{host}:{metrics.serve(host, port)}/metrics")
+
+
 def settings_from(config: Path | None = None, **flags: object) -> Settings:
     """Resolve Settings from the command's flags, the environment and the config file."""
     return from_environment(config, **flags)

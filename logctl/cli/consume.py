@@ -10,12 +10,14 @@ from logctl.cli.app import (
     ConfigOpt,
     DeclareOpt,
     ExchangeOpt,
+    MetricsOpt,
     StateDirOpt,
     StopFlag,
     UrlOpt,
     app,
     edge,
     notify,
+    serve_metrics,
     settings_from,
     tune_gc_for_throughput,
 )
@@ -62,6 +64,7 @@ def consume_cmd(
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
     state_dir: StateDirOpt = None,
+    metrics_address: MetricsOpt = None,
     declare: DeclareOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -95,6 +98,7 @@ def consume_cmd(
         queue_type=queue_type,
         max_rate=max_rate,
     )
+    serve_metrics(metrics_address)
     target = open_sink(sink or default_sink_uri(settings.state_dir))
     try:
         with Broker(settings, notify) as broker:

@@ -12,6 +12,7 @@ from logctl.cli.app import (
     ConfigOpt,
     DeclareOpt,
     ExchangeOpt,
+    MetricsOpt,
     OutputOpt,
     StateDirOpt,
     StopFlag,
@@ -19,15 +20,16 @@ from logctl.cli.app import (
     app,
     edge,
     notify,
+    serve_metrics,
     settings_from,
     tune_gc_for_throughput,
 )
 from logctl.cli.status import render_status
 from logctl.errors import ConfigError
-from logctl.intake import IntakeOptions, load_tokens, parse_listen
+from logctl.intake import IntakeOptions, load_tokens
 from logctl.render import OutputMode, RecordRenderer, summary_line
 from logctl.shipper import ShipOptions, ShipStats, ship
-from logctl.units import parse_duration, parse_size
+from logctl.units import parse_address, parse_duration, parse_size
 
 
 @app.command(
@@ -86,6 +88,7 @@ def ship_cmd(
     max_body_bytes: Annotated[str, typer.Option(help="--listen: largest request body, decompressed")] = "10MiB",
     tls_cert_file: Annotated[Path | None, typer.Option(help="--listen over HTTPS: the certificate (PEM)")] = None,
     tls_key_file: Annotated[Path | None, typer.Option(help="--listen over HTTPS: its private key (PEM)")] = None,
+    metrics_address: MetricsOpt = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
@@ -141,7 +144,7 @@ def ship_cmd(
     tune_gc_for_throughput()
     intake = None
     if listen is not None:
-        host, port = parse_listen(listen)
+        host, port = parse_address(listen, "--listen")
         intake = IntakeOptions(
             host,
             port,
@@ -151,6 +154,7 @@ def ship_cmd(
             cert_file=str(tls_cert_file) if tls_cert_file else None,
             key_file=str(tls_key_file) if tls_key_file else None,
         )
+    serve_metrics(metrics_address)
     stop = StopFlag().install()
     stats = ship(settings, options, stop, notify, on_dry_run=renderer.render if renderer else None, intake=intake)
     notify(_summary(stats))

@@ -21,6 +21,7 @@ import amqp
 import amqp.exceptions
 import kombu
 
+from logctl import metrics
 from logctl.config import Settings, mask_url
 from logctl.errors import AuthError, BrokerError, BrokerUnreachable, Conflict, LogctlError, NotFound, PermissionDenied
 
@@ -247,6 +248,7 @@ class Broker:
     ) -> None:
         """After a lost connection: say so, reconnect (see ``reconnect``), then ``revive`` the caller's channels."""
         reason = lost if isinstance(lost, LogctlError) else type(lost).__name__
+        metrics.METRICS.error("connection_lost", "broker")
         self.notify(f"connection to broker lost ({reason}); reconnecting")
         self.reconnect(should_stop)
         revive()

@@ -22,6 +22,7 @@ from typing import Any
 
 import amqp
 
+from logctl import metrics
 from logctl.transport.connection import CONNECTION_ERRORS, Broker, Delivery, translated
 
 
@@ -236,6 +237,7 @@ class Publisher:
                 "alternate exchange: holding those records unconfirmed and retrying until a queue is bound "
                 "(or apply the policy preset unrouted-ae)"
             )
+        metrics.METRICS.republished("unroutable", 1)
         delay = min(0.5 * 2**out.returns, RETURN_BACKOFF_MAX)
         self._held.append((time.monotonic() + delay, out))
 
@@ -263,6 +265,7 @@ class Publisher:
             out = inflight.pop(t, None)
             if out is not None:
                 self._resend.append(out)
+                metrics.METRICS.republished("nacked", 1)
 
     def _recover(self, exc: BaseException) -> None:
         """Reconnect (backing off, one notice per state change) and publish again all unconfirmed."""
@@ -271,6 +274,7 @@ class Publisher:
                 raise exc
         # Everything unconfirmed goes again, in order, on the new channel (see _pump).
         self._resend[:0] = self._inflight.values()
+        metrics.METRICS.republished("connection_lost", len(self._resend))
         self._inflight.clear()
         self._returned.clear()
         self.broker.recover(exc, self.should_stop, self._open)
