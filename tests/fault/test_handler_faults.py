@@ -96,7 +96,9 @@ def test_a_broker_outage_while_logging_never_blocks_and_loses_only_what_it_count
     buffered = sorted(int(m.split()[1]) for m in shipped if m.startswith("during"))
     if overflow == "drop-newest":
         assert during["dropped"] == 1000 - len(buffered) and during["spilled"] == 0, (during, len(buffered))
-        assert buffered == list(range(len(buffered)))  # the first ones were kept, the newest dropped
+        # The first were kept; the newest were dropped while the buffer was full (room came back as
+        # the feeder handed records to the delivery unit, so later ones got in too).
+        assert buffered[:100] == list(range(100))
         assert 90 <= len(buffered) <= 100 + 64 * 1024  # the buffer, and what the delivery unit held
     else:
         assert during["dropped"] == 0
