@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test check lint unit broker test-tools clean
+.PHONY: demo test check lint unit broker test-tools docs install clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,18 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check logctl tests
 	$(VENV)/bin/ruff format --check logctl tests
 	$(VENV)/bin/mypy
+
+docs: $(VENV)/.installed  ## man/ and completions/, generated from the commands (a test fails when they are stale)
+	$(PY) -m logctl.cli.docs man completions
+
+PREFIX ?= /usr/local
+install: $(VENV)/.installed  ## man pages and completions under PREFIX (logctl itself: pip install .)
+	install -d $(PREFIX)/share/man/man1 $(PREFIX)/share/bash-completion/completions \
+	  $(PREFIX)/share/zsh/site-functions $(PREFIX)/share/fish/vendor_completions.d
+	install -m 644 man/*.1 $(PREFIX)/share/man/man1/
+	install -m 644 completions/logctl.bash $(PREFIX)/share/bash-completion/completions/logctl
+	install -m 644 completions/_logctl $(PREFIX)/share/zsh/site-functions/_logctl
+	install -m 644 completions/logctl.fish $(PREFIX)/share/fish/vendor_completions.d/logctl.fish
 
 check: lint test
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from logctl.cli import complete
 from logctl.cli.app import (
     ConfigOpt,
     DeclareOpt,
@@ -39,7 +40,11 @@ from logctl.units import parse_duration
 @edge
 def consume_cmd(
     queue: Annotated[
-        str | None, typer.Option(help="Durable queue to drain, declared if missing [default: <exchange>.default]")
+        str | None,
+        typer.Option(
+            help="Durable queue to drain, declared if missing [default: <exchange>.default]",
+            autocompletion=complete.queues,
+        ),
     ] = None,
     bind: Annotated[
         list[str] | None, typer.Option(help="Routing pattern to bind (repeatable); a new queue gets # if none")

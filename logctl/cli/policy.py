@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from logctl.cli import complete
 from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
 from logctl.config import Settings
 from logctl.management import Management, management_url
@@ -112,7 +113,7 @@ def diff_cmd(
 )
 @edge
 def apply_cmd(
-    name: Annotated[str, typer.Argument(help="Preset name or .toml file")],
+    name: Annotated[str, typer.Argument(help="Preset name or .toml file", autocompletion=complete.presets)],
     vhost: VhostOpt = "/",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the changes; apply nothing")] = False,
     sets: SetOpt = None,

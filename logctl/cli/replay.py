@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from logctl.cli import complete
 from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
 from logctl.cli.tail import parse_level
 from logctl.errors import ConfigError
@@ -26,7 +27,9 @@ from logctl.units import parse_duration
 )
 @edge
 def replay_cmd(
-    queue: Annotated[str, typer.Argument(help="Queue to replay; dlq means <exchange>.dlq")] = "dlq",
+    queue: Annotated[
+        str, typer.Argument(help="Queue to replay; dlq means <exchange>.dlq", autocompletion=complete.queues)
+    ] = "dlq",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would move; move nothing")] = False,
     reason: Annotated[list[str] | None, typer.Option(help="rejected, expired, maxlen or delivery_limit")] = None,
     service: Annotated[list[str] | None, typer.Option(help="Only records of this service (repeatable)")] = None,

@@ -1,0 +1,30 @@
+"""Values for shell completion: preset names, and queue names from the management API.
+
+They run inside a completion request, so they are quick and silent: on any error
+(no broker, no management plugin, a bad config) they offer nothing.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from logctl.cli.app import settings_from
+from logctl.errors import LogctlError
+from logctl.management import Management, management_url
+from logctl.policy import preset_names
+
+
+def presets(incomplete: str) -> list[str]:
+    """Preset names after ``policy apply|show|diff``."""
+    return [name for name in preset_names() if name.startswith(incomplete)]
+
+
+def queues(incomplete: str) -> list[str]:
+    """Queue names of the vhost (``dlq`` first), after ``replay`` and ``consume --queue``."""
+    try:
+        settings = settings_from()
+        vhost = urlsplit(settings.url).path[1:] or "/"
+        names = [str(q["name"]) for q in Management(management_url(settings), timeout=1.0).queues(vhost)]
+    except (LogctlError, OSError, ValueError, KeyError):
+        return []
+    return [name for name in ["dlq", *sorted(names)] if name.startswith(incomplete)]
