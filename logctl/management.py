@@ -141,7 +141,10 @@ class Management:
 
     def queues(self, vhost: str) -> list[dict[str, Any]]:
         """The queues of ``vhost`` with their depth, consumers and type."""
-        columns = "name,type,messages,messages_ready,messages_unacknowledged,consumers"
+        columns = (
+            "name,type,messages,messages_ready,messages_unacknowledged,consumers,"
+            "message_stats.publish_details.rate,message_stats.deliver_get_details.rate"
+        )
         return list(self._call("GET", f"/api/queues/{quote(vhost, safe='')}?columns={columns}"))
 
     def queue_policies(self, vhost: str) -> dict[str, str | None]:

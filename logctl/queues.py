@@ -29,6 +29,14 @@ class QueueView:
     ready: int
     unacked: int
     consumers: int
+    publish_rate: float = 0.0  # messages a second, as the management API averages them
+    deliver_rate: float = 0.0
+    role: str = ""  # "dlq" or "unrouted" for logctl's own: what should stay empty
+
+    @property
+    def needs_attention(self) -> bool:
+        """A dead-letter or unrouted queue that holds messages."""
+        return bool(self.role) and self.messages > 0
 
 
 def _vhost(settings: Settings) -> str:
@@ -58,9 +66,24 @@ def list_queues(settings: Settings, topology: Topology, *, all_queues: bool = Fa
                 ready=int(q.get("messages_ready") or 0),
                 unacked=int(q.get("messages_unacknowledged") or 0),
                 consumers=int(q.get("consumers") or 0),
+                publish_rate=_rate(q, "publish_details"),
+                deliver_rate=_rate(q, "deliver_get_details"),
+                role="dlq"
+                if name == topology.dead_letter_queue
+                else "unrouted"
+                if name == topology.unrouted_queue
+                else "",
             )
         )
     return sorted(views, key=lambda v: v.name)
+
+
+def _rate(queue: dict[str, object], details: str) -> float:
+    stats = queue.get("message_stats")
+    if not isinstance(stats, dict):
+        return 0.0
+    found = stats.get(details)
+    return float(found.get("rate", 0.0)) if isinstance(found, dict) else 0.0
 
 
 def _existing(broker: Broker, queue: str) -> None:

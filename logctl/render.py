@@ -6,7 +6,8 @@ stdout carries results only; notices, progress and summaries go to stderr.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import IO, Any
 
@@ -109,6 +110,31 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
     for row in rows:
         table.add_row(*(_cell(v) for v in row))
     Console().print(table)
+
+
+def queue_table(views: Sequence[Any], title: str) -> Table:
+    """The live view of ``logctl top``: dead-letter and unrouted queues in red while they hold messages."""
+    table = Table(title=title, title_justify="left")
+    for column in ("queue", "type", "messages", "ready", "unacked", "in/s", "out/s", "consumers", "patterns"):
+        table.add_column(column, justify="right" if column not in ("queue", "type", "patterns") else "left")
+    for v in views:
+        style = "bold red" if v.needs_attention else None
+        rate_in, rate_out = f"{v.publish_rate:,.1f}", f"{v.deliver_rate:,.1f}"
+        cells = (v.name, v.type, f"{v.messages:,}", f"{v.ready:,}", f"{v.unacked:,}", rate_in, rate_out)
+        table.add_row(*cells, str(v.consumers), " ".join(v.patterns), style=style)
+    return table
+
+
+def live(render: Callable[[], Any], interval: float, stop: Callable[[], bool]) -> None:
+    """Redraw ``render()`` in place every ``interval`` seconds until ``stop()``."""
+    from rich.live import Live
+
+    with Live(render(), console=Console(), auto_refresh=False) as view:
+        while not stop():
+            deadline = time.monotonic() + interval
+            while not stop() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            view.update(render(), refresh=True)
 
 
 def _cell(value: object) -> str:

@@ -1,15 +1,19 @@
-"""``logctl queue``: the topology's queues, and bindings changed while consumers run."""
+"""``logctl queue`` and ``logctl top``: the topology's queues, their bindings changed while
+consumers run, and a live view of their depth and rates."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
-from logctl.queues import bind, list_queues, unbind
-from logctl.render import OutputMode, print_table
+from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
+from logctl.errors import PartialFailure
+from logctl.queues import QueueView, bind, list_queues, unbind
+from logctl.render import OutputMode, live, print_table, queue_table, resolve_mode, write_json_lines
 from logctl.transport import Broker, topology_of
+from logctl.units import parse_duration
 
 queue_app = typer.Typer(help="The topology's queues and their bindings, changed at runtime.", no_args_is_help=True)
 app.add_typer(queue_app, name="queue")
@@ -72,3 +76,62 @@ def unbind_cmd(
     with Broker(settings, notify) as broker:
         unbind(broker, topology_of(settings), queue, pattern)
     notify(f"unbound {queue} from {settings.exchange} by {pattern!r}")
+
+
+@app.command(
+    "top",
+    epilog="Examples:\n\n  logctl top\n\n  logctl top --once --output json | jq 'select(.messages > 0)'\n\n"
+    "  logctl top --once --fail-if-dlq   # cron or a monitoring check: exit 7 while dead letters wait",
+)
+@edge
+def top_cmd(
+    all_queues: Annotated[
+        bool, typer.Option("--all", help="Every queue of the vhost, not only the topology's")
+    ] = False,
+    once: Annotated[bool, typer.Option("--once", help="One snapshot, then exit (what --output json gives)")] = False,
+    interval: Annotated[str, typer.Option(help="Time between refreshes")] = "2s",
+    fail_if_dlq: Annotated[
+        bool, typer.Option("--fail-if-dlq", help="Exit 7 when the dead-letter queue holds messages")
+    ] = False,
+    output: OutputOpt = OutputMode.AUTO,
+    url: UrlOpt = None,
+    exchange: ExchangeOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A live view of the queues: depth, ready and unacked, rates in and out, consumers.
+
+    The dead-letter and unrouted queues show in red while they hold messages. Figures
+    come from the management API, which averages rates over a few seconds.
+    """
+    settings = settings_from(config, url=url, exchange=exchange)
+    topology = topology_of(settings)
+    seconds = parse_duration(interval, "--interval")
+    json_out = resolve_mode(output) is OutputMode.JSON
+    if once or json_out:
+        views = list_queues(settings, topology, all_queues=all_queues)
+        if json_out:
+            write_json_lines(_view_json(v) for v in views)
+        else:
+            Console().print(queue_table(views, f"queues of {settings.exchange}"))
+    else:
+        stop = StopFlag().install()
+        live(lambda: queue_table(list_queues(settings, topology, all_queues=all_queues), "logctl top"), seconds, stop)
+        views = list_queues(settings, topology, all_queues=all_queues)
+    waiting = sum(v.messages for v in views if v.role == "dlq")
+    if fail_if_dlq and waiting:
+        raise PartialFailure(f"{waiting} message(s) wait in the dead-letter queue {topology.dead_letter_queue}")
+
+
+def _view_json(view: QueueView) -> dict[str, object]:
+    return {
+        "name": view.name,
+        "type": view.type,
+        "patterns": list(view.patterns),
+        "messages": view.messages,
+        "ready": view.ready,
+        "unacked": view.unacked,
+        "consumers": view.consumers,
+        "publish_rate": view.publish_rate,
+        "deliver_rate": view.deliver_rate,
+        "role": view.role or None,
+    }

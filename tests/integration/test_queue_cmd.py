@@ -67,3 +67,30 @@ def test_bind_and_unbind_change_what_a_running_consumer_receives(env: Env, tmp_p
 def test_binding_a_missing_queue_is_exit_5(env: Env) -> None:
     result = run_logctl(["queue", "bind", f"{env.exchange}.nope", "#"], env)
     assert result.returncode == 5 and "does not exist" in result.stderr
+
+
+def test_top_once_as_json_and_fail_if_dlq_for_monitoring_checks(env: Env, tmp_path: Path) -> None:
+    from logctl.codec import MSGPACK_TYPE
+    from tests.integration.test_foreign import publish
+
+    queue = env.queue("watched")
+    first = run_logctl(
+        ["consume", "--queue", queue, "--bind", "w.#", "--exit-when-idle", "0.1s", "--sink", "stdout"], env
+    )
+    assert first.returncode == 0, first.stderr
+    clean = run_logctl(["top", "--once", "--fail-if-dlq", "--output", "json"], env)
+    assert clean.returncode == 0, clean.stderr
+    views = {v["name"]: v for v in map(json.loads, clean.stdout.splitlines())}
+    assert views[f"{env.exchange}.dlq"]["role"] == "dlq" and views[queue]["patterns"] == ["w.#"]
+    publish(env.exchange, "w.info", b"\xc1 junk", content_type=MSGPACK_TYPE)
+    drained = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "0.5s", "--sink", "stdout"], env)
+    assert "dead_lettered=1" in drained.stderr
+    deadline = time.time() + 20  # the management API refreshes its figures every 5 s
+    while True:
+        check = run_logctl(["top", "--once", "--fail-if-dlq", "--output", "json"], env)
+        if check.returncode == 7 or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert check.returncode == 7 and "wait in the dead-letter queue" in check.stderr
+    views = {v["name"]: v for v in map(json.loads, check.stdout.splitlines())}
+    assert views[f"{env.exchange}.dlq"]["messages"] == 1
