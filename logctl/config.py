@@ -1,7 +1,13 @@
 """Settings and the one function that resolves them.
 
-Precedence: flags > ``LOGCTL_*`` environment > config file (TOML) > defaults.
-Every value remembers where it came from, so ``logctl config show`` can say so.
+Precedence: flags > ``LOGCTL_*`` environment > the chosen context of the config file >
+the file's top-level keys > defaults. Every value remembers where it came from, so
+``logctl config show`` can say so.
+
+Contexts, as kubectl has them: ``[contexts.NAME]`` tables of the same keys, chosen by
+``--context``, ``LOGCTL_CONTEXT`` or ``current_context``. A password need not sit in
+the file: ``password_file`` (a file holding it) or ``password_env`` (a variable's name)
+fill in the URL's.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from logctl.errors import ConfigError
 
@@ -101,6 +107,8 @@ class Settings:
     management_url: str = ""  # "" = http://<amqp host>:15672 with the AMQP login
     declare: bool = True  # False: declare nothing, only check passively (users without configure permission)
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))  # ship's parse workers
+    context: str | None = None  # the config file's context these came from
+    warnings: tuple[str, ...] = ()  # for the operator: a config file others can read holds a password
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
@@ -110,7 +118,7 @@ class Settings:
         """Return (key, value, source) rows with the password masked."""
         rows = []
         for f in fields(self):
-            if f.name == "sources":
+            if f.name in ("sources", "warnings"):
                 continue
             value = getattr(self, f.name)
             shown = mask_url(value) if f.name in ("url", "management_url") else str(value)
@@ -145,6 +153,10 @@ def env_name(key: str) -> str:
     return "LOGCTL_" + key.upper()
 
 
+_FILE_ONLY = frozenset({"password_file", "password_env"})  # keys of the file (and contexts), not settings
+_FILE_KEYS = frozenset(_PARSERS) | _FILE_ONLY
+
+
 def load_file(path: Path) -> dict[str, object]:
     """Read a TOML config file; a missing file is empty, a broken one a ConfigError."""
     try:
@@ -156,21 +168,94 @@ def load_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    unknown = sorted(set(data) - set(_PARSERS))
+    unknown = sorted(set(data) - _FILE_KEYS - {"contexts", "current_context"})
+    contexts = data.get("contexts", {})
+    if not isinstance(contexts, dict) or not all(isinstance(c, dict) for c in contexts.values()):
+        raise ConfigError(f"config file {path}: contexts are tables, [contexts.NAME]")
+    for name, table in contexts.items():
+        unknown += [f"contexts.{name}.{key}" for key in sorted(set(table) - _FILE_KEYS)]
     if unknown:
         raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}")
     return data
 
 
+def contexts_of(file_values: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """The contexts of a loaded config file, by name."""
+    found = file_values.get("contexts", {})
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _chosen_context(
+    flags: Mapping[str, object | None], env: Mapping[str, str], file_values: Mapping[str, object], file: Path | None
+) -> tuple[str | None, dict[str, object], str]:
+    """(name, its keys, where the choice came from); ConfigError for a name the file lacks."""
+    for raw, source in (
+        (flags.get("context"), "flag --context"),
+        (env.get("LOGCTL_CONTEXT"), "LOGCTL_CONTEXT"),
+        (file_values.get("current_context"), f"current_context in {file}"),
+    ):
+        if raw:
+            name = str(raw)
+            contexts = contexts_of(file_values)
+            if name not in contexts:
+                known = ", ".join(sorted(contexts)) or "none"
+                raise ConfigError(
+                    f"context {name!r} (from {source}) is not in config file {file}: contexts are {known}"
+                )
+            return name, contexts[name], source
+    return None, {}, ""
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or "guest"  # as written (already %-encoded where it needs to be)
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
+
+
+def _password(keys: Mapping[str, object], env: Mapping[str, str], where: str) -> str | None:
+    """The password named by ``password_file`` or ``password_env``, if either is set."""
+    if keys.get("password_file"):
+        path = Path(str(keys["password_file"])).expanduser()
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"password_file {path} ({where}): {exc.strerror}") from exc
+    if keys.get("password_env"):
+        name = str(keys["password_env"])
+        if name not in env:
+            raise ConfigError(f"password_env {name} ({where}) is not set")
+        return env[name]
+    return None
+
+
+def _readable_by_others(file: Path, file_values: Mapping[str, object]) -> str | None:
+    """A warning when a config file that holds a password can be read by group or others."""
+    urls = [file_values.get("url"), *(c.get("url") for c in contexts_of(file_values).values())]
+    if not any(isinstance(u, str) and urlsplit(u).password for u in urls):
+        return None
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o077:
+        return f"config file {file} holds a password and others can read it (mode {mode & 0o777:o}): chmod 600 it"
+    return None
+
+
 def resolve(flags: Mapping[str, object | None], env: Mapping[str, str], file: Path | None) -> Settings:
-    """Build Settings from flags (None = not given), environment and config file."""
+    """Build Settings from flags (None = not given), environment and config file (and its context)."""
     file_values = load_file(file) if file is not None else {}
+    context, context_values, _chosen_by = _chosen_context(flags, env, file_values, file)
     values: dict[str, object] = {"state_dir": _default_state_dir(env)}
     sources: dict[str, str] = {}
     for key, parse in _PARSERS.items():
         candidates = (
             (flags.get(key), "flag --" + key.replace("_", "-")),
             (env.get(env_name(key)), env_name(key)),
+            (context_values.get(key), f"context {context} in {file}"),
             (file_values.get(key), f"config file {file}"),
         )
         for raw, source in candidates:
@@ -182,10 +267,39 @@ def resolve(flags: Mapping[str, object | None], env: Mapping[str, str], file: Pa
                 raise ConfigError(f"{key} from {source}: {exc}") from exc
             sources[key] = source
             break
-    return Settings(**cast(dict[str, Any], values), sources=sources)
+    url = str(values.get("url", DEFAULT_URL))
+    if urlsplit(url).password is None and not sources.get("url", "").startswith(("flag", "LOGCTL_")):
+        keys, where = (context_values, f"context {context}") if context_values else (file_values, f"{file}")
+        password = _password(keys, env, where)
+        if password is not None:
+            values["url"] = _with_password(url, password)
+            sources["url"] = sources.get("url", "default") + f", password from {where}"
+    warning = _readable_by_others(file, file_values) if file is not None else None
+    return Settings(
+        **cast(dict[str, Any], values),
+        context=context,
+        warnings=(warning,) if warning else (),
+        sources=sources,
+    )
 
 
 def from_environment(config: Path | None = None, **flags: object) -> Settings:
     """Resolve Settings as a command does: ``flags``, the process's environment, its config file."""
     env = dict(os.environ)
     return resolve(flags, env, config or default_config_path(env))
+
+
+def use_context(file: Path, name: str) -> None:
+    """Make ``name`` the config file's ``current_context`` (the rest of the file is kept as written)."""
+    if name not in contexts_of(load_file(file)):
+        known = ", ".join(sorted(contexts_of(load_file(file)))) or "none"
+        raise ConfigError(f"no context {name!r} in config file {file}: contexts are {known}")
+    lines = file.read_text().splitlines(keepends=True)
+    line = f'current_context = "{name}"\n'
+    for i, existing in enumerate(lines):
+        if existing.split("=")[0].strip() == "current_context" and "[" not in existing.split("=")[0]:
+            lines[i] = line
+            break
+    else:
+        lines.insert(0, line)  # before any table: a top-level key
+    file.write_text("".join(lines))

@@ -19,7 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 
 from logctl import __version__
-from logctl.config import Settings, from_environment
+from logctl.config import Settings, contexts_of, default_config_path, from_environment, load_file
 from logctl.errors import ExitCode, LogctlError
 from logctl.render import OutputMode, stderr_console
 
@@ -32,7 +32,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-_state: dict[str, Any] = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "context": None}
+_warned: set[str] = set()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -158,8 +159,22 @@ def serve_metrics(address: str | None) -> None:
 
 
 def settings_from(config: Path | None = None, **flags: object) -> Settings:
-    """Resolve Settings from the command's flags, the environment and the config file."""
-    return from_environment(config, **flags)
+    """Resolve Settings from the command's flags (and --context), the environment and the config file."""
+    settings = from_environment(config, context=_state["context"], **flags)
+    for warning in settings.warnings:
+        if warning not in _warned:
+            _warned.add(warning)
+            notify(f"warning: {warning}")
+    return settings
+
+
+def complete_contexts(incomplete: str) -> list[str]:
+    """Context names of the config file, for completion (nothing on any error)."""
+    try:
+        file = default_config_path(dict(os.environ))
+        return [name for name in sorted(contexts_of(load_file(file))) if name.startswith(incomplete)]
+    except LogctlError:
+        return []
 
 
 def _version(value: bool) -> None:
@@ -174,6 +189,14 @@ def main_options(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
     ] = False,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            help="A context of the config file (env LOGCTL_CONTEXT, else its current_context)",
+            autocompletion=complete_contexts,
+        ),
+    ] = None,
 ) -> None:
     """Ship logs through RabbitMQ and operate the queues they travel on.
 
@@ -182,3 +205,4 @@ def main_options(
     11 conflicting declaration, 130 interrupted.
     """
     _state["debug"] = debug
+    _state["context"] = context

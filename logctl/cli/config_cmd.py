@@ -1,10 +1,25 @@
-"""``logctl config show``: the resolved settings and where each came from."""
+"""``logctl config show|contexts|use``: the resolved settings and where each came from, and contexts."""
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
 
-from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, StateDirOpt, UrlOpt, app, edge, settings_from
+from logctl.cli.app import (
+    ConfigOpt,
+    ExchangeOpt,
+    OutputOpt,
+    StateDirOpt,
+    UrlOpt,
+    app,
+    complete_contexts,
+    edge,
+    notify,
+    settings_from,
+)
+from logctl.config import contexts_of, default_config_path, load_file, mask_url, use_context
 from logctl.render import OutputMode, print_table
 
 config_app = typer.Typer(help="Inspect logctl's settings.", no_args_is_help=True)
@@ -23,3 +38,28 @@ def show_cmd(
     """Print each setting, its value (password masked) and its source."""
     settings = settings_from(config, url=url, exchange=exchange, state_dir=state_dir)
     print_table("settings", ("key", "value", "source"), settings.describe(), output)
+
+
+@config_app.command("contexts", epilog="Example:\n\n  logctl config contexts --output json")
+@edge
+def contexts_cmd(output: OutputOpt = OutputMode.AUTO, config: ConfigOpt = None) -> None:
+    """List the config file's contexts; the one in use is marked."""
+    file = config or default_config_path(dict(os.environ))
+    settings = settings_from(config)
+    rows = [
+        (name, name == settings.context, mask_url(str(values.get("url", ""))), str(values.get("exchange", "")))
+        for name, values in sorted(contexts_of(load_file(file)).items())
+    ]
+    print_table("contexts", ("name", "current", "url", "exchange"), rows, output)
+
+
+@config_app.command("use", epilog="Example:\n\n  logctl config use prod")
+@edge
+def use_cmd(
+    name: Annotated[str, typer.Argument(help="Context to make current", autocompletion=complete_contexts)],
+    config: ConfigOpt = None,
+) -> None:
+    """Make a context the config file's current_context."""
+    file = config or default_config_path(dict(os.environ))
+    use_context(file, name)
+    notify(f"current context: {name} (in {file})")
