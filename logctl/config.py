@@ -106,6 +106,10 @@ class Settings:
     default_queue: str = ""  # "" = <exchange>.default; "none" = no default queue
     management_url: str = ""  # "" = http://<amqp host>:15672 with the AMQP login
     declare: bool = True  # False: declare nothing, only check passively (users without configure permission)
+    ca_file: str = ""  # TLS (amqps://, https management): the CA to trust; "" = the system's
+    cert_file: str = ""  # a client certificate (PEM), with key_file
+    key_file: str = ""
+    insecure: bool = False  # TLS without checking the broker's certificate: only when asked for
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))  # ship's parse workers
     context: str | None = None  # the config file's context these came from
     warnings: tuple[str, ...] = ()  # for the operator: a config file others can read holds a password
@@ -144,6 +148,10 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "default_queue": str,
     "management_url": str,
     "declare": _bool,
+    "ca_file": lambda raw: str(Path(str(raw)).expanduser()),
+    "cert_file": lambda raw: str(Path(str(raw)).expanduser()),
+    "key_file": lambda raw: str(Path(str(raw)).expanduser()),
+    "insecure": _bool,
     "workers": lambda raw: max(0, int(str(raw))),
 }
 

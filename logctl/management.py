@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,13 +21,28 @@ ENABLE_HINT = "is the management plugin enabled? (rabbitmq-plugins enable rabbit
 
 
 def management_url(settings: Settings) -> str:
-    """Return the management API base URL: the setting, else http://<amqp host>:15672 with the AMQP login."""
+    """Return the management API base URL: the setting, else the AMQP host's port 15672 (https and 15671
+    for amqps://) with the AMQP login."""
     if settings.management_url:
         return settings.management_url.rstrip("/")
     amqp = urlsplit(settings.url)
     user = amqp.username or "guest"
     password = amqp.password or "guest"
-    return f"http://{quote(user)}:{quote(password)}@{amqp.hostname or 'localhost'}:15672"
+    scheme, port = ("https", 15671) if amqp.scheme == "amqps" else ("http", 15672)
+    return f"{scheme}://{quote(user)}:{quote(password)}@{amqp.hostname or 'localhost'}:{port}"
+
+
+def management_client(settings: Settings, timeout: float = 10.0) -> Management:
+    """The management API of the settings' broker, over https with the same TLS settings as AMQP."""
+    context = None
+    if urlsplit(management_url(settings)).scheme == "https":
+        context = ssl.create_default_context(cafile=settings.ca_file or None)
+        if settings.cert_file:
+            context.load_cert_chain(settings.cert_file, settings.key_file or None)
+        if settings.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    return Management(management_url(settings), timeout=timeout, context=context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +68,8 @@ class Policy:
 class Management:
     """A small client of the management API."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, context: ssl.SSLContext | None = None) -> None:
+        self.context = context
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https"):
             raise ConfigError(f"management URL must be http(s)://, not {mask_url(base_url)!r}")
@@ -68,7 +85,7 @@ class Management:
         request.add_header("Authorization", f"Basic {self._auth}")
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc, path) from exc

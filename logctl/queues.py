@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from logctl.config import Settings
 from logctl.errors import NotFound
-from logctl.management import Management, management_url
+from logctl.management import management_client
 from logctl.transport import Broker, Topology, bind_queue, queue_exists, unbind_queue
 
 
@@ -45,7 +45,7 @@ def _vhost(settings: Settings) -> str:
 
 def list_queues(settings: Settings, topology: Topology, *, all_queues: bool = False) -> list[QueueView]:
     """The topology's queues (or, with ``all_queues``, every queue of the vhost), by name."""
-    api = Management(management_url(settings))
+    api = management_client(settings)
     vhost = _vhost(settings)
     patterns: dict[str, list[str]] = {}
     for binding in api.exchange_bindings(vhost, topology.exchange):

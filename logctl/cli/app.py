@@ -32,7 +32,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-_state: dict[str, Any] = {"debug": False, "context": None}
+_state: dict[str, Any] = {"debug": False, "context": None, "tls": {}}
 _warned: set[str] = set()
 
 P = ParamSpec("P")
@@ -160,7 +160,7 @@ def serve_metrics(address: str | None) -> None:
 
 def settings_from(config: Path | None = None, **flags: object) -> Settings:
     """Resolve Settings from the command's flags (and --context), the environment and the config file."""
-    settings = from_environment(config, context=_state["context"], **flags)
+    settings = from_environment(config, context=_state["context"], **_state["tls"], **flags)
     for warning in settings.warnings:
         if warning not in _warned:
             _warned.add(warning)
@@ -197,6 +197,18 @@ def main_options(
             autocompletion=complete_contexts,
         ),
     ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="TLS: the CA that signed the broker's certificate (env LOGCTL_CA_FILE)")
+    ] = None,
+    cert_file: Annotated[
+        Path | None, typer.Option(help="TLS: a client certificate, PEM (env LOGCTL_CERT_FILE)")
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option(help="TLS: the client certificate's key (env LOGCTL_KEY_FILE)")
+    ] = None,
+    insecure: Annotated[
+        bool | None, typer.Option("--insecure", help="TLS without checking the broker's certificate")
+    ] = None,
 ) -> None:
     """Ship logs through RabbitMQ and operate the queues they travel on.
 
@@ -206,3 +218,4 @@ def main_options(
     """
     _state["debug"] = debug
     _state["context"] = context
+    _state["tls"] = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file, "insecure": insecure}

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from logctl.cli.app import settings_from
 from logctl.errors import LogctlError
-from logctl.management import Management, management_url
+from logctl.management import management_client
 from logctl.policy import preset_names
 
 
@@ -24,7 +24,7 @@ def queues(incomplete: str) -> list[str]:
     try:
         settings = settings_from()
         vhost = urlsplit(settings.url).path[1:] or "/"
-        names = [str(q["name"]) for q in Management(management_url(settings), timeout=1.0).queues(vhost)]
+        names = [str(q["name"]) for q in management_client(settings, timeout=1.0).queues(vhost)]
     except (LogctlError, OSError, ValueError, KeyError):
         return []
     return [name for name in ["dlq", *sorted(names)] if name.startswith(incomplete)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -88,10 +89,36 @@ def _refused_operation(exc: amqp.exceptions.AccessRefused, where: str, user: str
     )
 
 
+def tls_options(settings: Settings) -> dict[str, Any] | None:
+    """py-amqp's TLS options for an amqps:// URL (None for amqp://): verified unless ``insecure``."""
+    parts = urlsplit(settings.url)
+    if parts.scheme != "amqps":
+        return None
+    options: dict[str, Any] = {"cert_reqs": ssl.CERT_NONE if settings.insecure else ssl.CERT_REQUIRED}
+    if not settings.insecure:
+        options["server_hostname"] = parts.hostname or "localhost"
+    ca = settings.ca_file or ssl.get_default_verify_paths().openssl_cafile
+    if ca and not settings.insecure:
+        options["ca_certs"] = ca
+    if settings.cert_file:
+        options["certfile"] = settings.cert_file
+        options["keyfile"] = settings.key_file or None
+    return options
+
+
 def translate(exc: BaseException, url: str) -> LogctlError:
     """Return the LogctlError an operator should see for a kombu/amqp/socket exception."""
     where = _where(url)
     user = urlsplit(url).username or "guest"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return BrokerUnreachable(
+            f"TLS to {where}: the broker's certificate is not trusted ({exc.verify_message}): "
+            "give its CA with --ca-file, or --insecure to skip the check"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return BrokerUnreachable(f"TLS to {where} failed: {exc.reason or exc}")
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return BrokerUnreachable(f"cannot open the TLS file {exc.filename}: {exc.strerror}")
     if isinstance(exc, amqp.exceptions.AccessRefused) and "Login was refused" not in str(exc.reply_text):
         return _refused_operation(exc, where, user, urlsplit(url).path[1:] or "/")
     if isinstance(exc, amqp.exceptions.AccessRefused):
@@ -205,6 +232,7 @@ class Broker:
         for attempt in range(retries + 1):
             conn = kombu.Connection(
                 self.settings.url,
+                ssl=tls_options(self.settings),
                 connect_timeout=self.settings.connect_timeout,
                 heartbeat=self.settings.heartbeat,
                 transport_options={
