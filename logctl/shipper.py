@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from logctl.intake import IntakeOptions, IntakeServer
 
 Notify = Callable[[str], None]
+PROGRESS_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +135,15 @@ class Shipper:
         store: CheckpointStore | None,
         notify: Notify,
         pool: BlockPool | None = None,
+        *,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
-        """``pool``: parse workers already started (see ship()); by default, its own."""
+        """``pool``: parse workers already started (see ship()); by default, its own.
+
+        ``on_progress(bytes_read)`` is called a few times a second (a progress bar's).
+        """
         self.options = options
+        self.on_progress = on_progress
         self.store = store
         self.notify = notify
         self._packer = RowPacker(options.serializer)
@@ -183,10 +190,13 @@ class Shipper:
 
     def _loop(self, stop: Callable[[], bool], watcher: Watcher | None) -> None:
         opts = self.options
-        last_scan = last_save = time.monotonic()
+        last_scan = last_save = last_progress = time.monotonic()
         while not stop():
             got = self._read_round()
             now = time.monotonic()
+            if self.on_progress is not None and now - last_progress >= PROGRESS_INTERVAL_S:
+                self.on_progress(sum(s.bytes for s in [*self._all_sources(), *self.files.retired]))
+                last_progress = now
             self.batcher.send_lingering(now)
             self.output.end_round()
             if now - last_save >= opts.checkpoint_interval_s:
@@ -471,6 +481,7 @@ def ship(
     *,
     on_dry_run: Callable[[list[WireRow]], None] | None = None,
     intake: IntakeOptions | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ShipStats:
     """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback).
 
@@ -489,7 +500,7 @@ def ship(
             stack.callback(_close_intake, server, options.shutdown_timeout_s, notify)
         stats = ShipStats()
         if options.paths:
-            stats = _ship_paths(settings, options, stop, notify)
+            stats = _ship_paths(settings, options, stop, notify, on_progress)
         else:
             while not stop():
                 time.sleep(0.2)
@@ -506,7 +517,13 @@ def _close_intake(server: IntakeServer, timeout: float, notify: Notify) -> None:
         notify(f"the intake's last records were still unconfirmed after {timeout:g}s; their requests got no 202")
 
 
-def _ship_paths(settings: Settings, options: ShipOptions, stop: Callable[[], bool], notify: Notify) -> ShipStats:
+def _ship_paths(
+    settings: Settings,
+    options: ShipOptions,
+    stop: Callable[[], bool],
+    notify: Notify,
+    on_progress: Callable[[int], None] | None,
+) -> ShipStats:
     check_paths(options.paths)
     has_files = any(p != "-" for p in options.paths)
     with contextlib.ExitStack() as stack:
@@ -534,4 +551,4 @@ def _ship_paths(settings: Settings, options: ShipOptions, stop: Callable[[], boo
             )
             return publisher
 
-        return Shipper(options, make_output, store, notify, pool).run(stop)
+        return Shipper(options, make_output, store, notify, pool, on_progress=on_progress).run(stop)

@@ -17,14 +17,26 @@ from types import FrameType
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from logctl import __version__
 from logctl.config import Settings, contexts_of, default_config_path, from_environment, load_file
 from logctl.errors import ExitCode, LogctlError
 from logctl.render import OutputMode, stderr_console
 
+# Commands in the order users meet them, not the order their modules happen to load.
+COMMAND_ORDER = ("ship", "tail", "consume", "replay", "queue", "top", "policy", "bench", "status", "config")
+
+
+class _InOrder(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER))
+
+
 app = typer.Typer(
     name="logctl",
+    cls=_InOrder,
     help="Ship logs through RabbitMQ and operate the queues they travel on.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # locals in tracebacks would show credentials
@@ -32,7 +44,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-_state: dict[str, Any] = {"debug": False, "context": None, "tls": {}}
+_state: dict[str, Any] = {"debug": False, "quiet": False, "context": None, "tls": {}, "stop": None}
 _warned: set[str] = set()
 
 P = ParamSpec("P")
@@ -51,8 +63,9 @@ def tune_gc_for_throughput() -> None:
 
 
 def notify(message: str) -> None:
-    """Print a notice for the operator on stderr."""
-    stderr_console().print(f"logctl: {message}", markup=False)
+    """Print a notice for the operator on stderr (not with --quiet; errors always print)."""
+    if not _state["quiet"]:
+        stderr_console().print(f"logctl: {message}", markup=False)
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
@@ -67,8 +80,13 @@ def edge(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        _state["stop"] = None  # a StopFlag of this command's, if it installs one
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            stop = _state.get("stop")
+            if stop is not None and stop.interrupted:
+                raise typer.Exit(int(ExitCode.INTERRUPTED))  # cleaned up; Ctrl-C still says so
+            return result
         except LogctlError as exc:
             if _state["debug"]:
                 raise
@@ -97,10 +115,15 @@ def _quiet_broken_pipe() -> None:
 
 
 class StopFlag:
-    """SIGINT/SIGTERM once: finish cleanly. Twice: exit at once (130)."""
+    """SIGINT/SIGTERM once: finish cleanly. Twice: exit at once (130).
+
+    A run stopped by SIGINT (Ctrl-C) exits 130 once it has cleaned up, as shells expect;
+    one stopped by SIGTERM (systemd, kill) exits 0.
+    """
 
     def __init__(self) -> None:
         self.stopped = False
+        self.interrupted = False
 
     def __call__(self) -> bool:
         return self.stopped
@@ -108,42 +131,66 @@ class StopFlag:
     def install(self) -> StopFlag:
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
+        _state["stop"] = self
         return self
 
-    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.stopped:
             os._exit(int(ExitCode.INTERRUPTED))
         self.stopped = True
+        self.interrupted = signum == signal.SIGINT
 
 
 # --- options shared by commands -------------------------------------------------------------
 
 UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="Broker URL (env LOGCTL_URL). Default amqp://guest:guest@localhost:5672//")
+    str | None,
+    typer.Option(
+        "--url",
+        help="Broker URL (env LOGCTL_URL). Default amqp://guest:guest@localhost:5672//",
+        rich_help_panel="Broker and state",
+    ),
 ]
 ExchangeOpt = Annotated[
-    str | None, typer.Option("--exchange", help="Main exchange (env LOGCTL_EXCHANGE). Default logs")
+    str | None,
+    typer.Option(
+        "--exchange", help="Main exchange (env LOGCTL_EXCHANGE). Default logs", rich_help_panel="Broker and state"
+    ),
 ]
 StateDirOpt = Annotated[
-    Path | None, typer.Option("--state-dir", help="Checkpoints and the default SQLite sink (env LOGCTL_STATE_DIR)")
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Checkpoints and the default SQLite sink (env LOGCTL_STATE_DIR)",
+        rich_help_panel="Broker and state",
+    ),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file (env LOGCTL_CONFIG)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML config file (env LOGCTL_CONFIG)", rich_help_panel="Broker and state"),
+]
 DeclareOpt = Annotated[
     bool | None,
     typer.Option(
         "--declare/--no-declare",
         help="--no-declare: create no exchange or queue, only check that they exist, for users without "
         "configure permission (env LOGCTL_DECLARE, config declare) [default: declare]",
+        rich_help_panel="Broker and state",
     ),
 ]
 OutputOpt = Annotated[
-    OutputMode, typer.Option("--output", "-o", help="auto: coloured on a terminal, JSON Lines when piped")
+    OutputMode,
+    typer.Option(
+        "--output", "-o", help="auto: coloured on a terminal, JSON Lines when piped", rich_help_panel="Output"
+    ),
 ]
 
 
 MetricsOpt = Annotated[
     str | None,
-    typer.Option(help="Serve Prometheus metrics on HOST:PORT (/metrics); see the README for the names"),
+    typer.Option(
+        help="Serve Prometheus metrics on HOST:PORT (/metrics); see the README for the names", rich_help_panel="Output"
+    ),
 ]
 
 
@@ -186,6 +233,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No notices or summaries on stderr; errors still print")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
     ] = False,
@@ -217,5 +267,6 @@ def main_options(
     11 conflicting declaration, 130 interrupted.
     """
     _state["debug"] = debug
+    _state["quiet"] = quiet
     _state["context"] = context
     _state["tls"] = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file, "insecure": insecure}

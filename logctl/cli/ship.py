@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from logctl.checkpoint import CheckpointStore
 from logctl.cli.app import (
@@ -27,9 +31,10 @@ from logctl.cli.app import (
 from logctl.cli.status import render_status
 from logctl.errors import ConfigError
 from logctl.intake import IntakeOptions, load_tokens
-from logctl.render import OutputMode, RecordRenderer, summary_line
+from logctl.render import OutputMode, RecordRenderer, stderr_console, summary_line
 from logctl.shipper import ShipOptions, ShipStats, ship
 from logctl.units import parse_address, parse_duration, parse_size
+from logctl.watch import expand
 
 
 @app.command(
@@ -45,49 +50,96 @@ from logctl.units import parse_address, parse_duration, parse_size
 def ship_cmd(
     paths: Annotated[list[str] | None, typer.Argument(help="Files or globs to follow; - for stdin")] = None,
     follow: Annotated[
-        bool, typer.Option("--follow/--no-follow", help="Follow like tail -F, or read to the end and exit")
+        bool,
+        typer.Option(
+            "--follow/--no-follow", help="Follow like tail -F, or read to the end and exit", rich_help_panel="Input"
+        ),
     ] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Publish nothing; print the parsed records")] = False,
-    status: Annotated[bool, typer.Option("--status", help="The same as logctl status (kept for scripts)")] = False,
-    service: Annotated[str | None, typer.Option(help="Service for records that name none [default: file stem]")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Publish nothing; print the parsed records", rich_help_panel="Output")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="The same as logctl status (kept for scripts)", rich_help_panel="Output")
+    ] = False,
+    service: Annotated[
+        str | None,
+        typer.Option(help="Service for records that name none [default: file stem]", rich_help_panel="Input"),
+    ] = None,
     source_id: Annotated[
         str | None,
         typer.Option(
-            help="Name stdin's stream: shipped again under this name, it stores nothing twice [default: new each run]"
+            help="Name stdin's stream: shipped again under this name, it stores nothing twice [default: new each run]",
+            rich_help_panel="Input",
         ),
     ] = None,
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Records per message, which also stops at 4 MiB (env LOGCTL_BATCH_SIZE) [default: 2048]"),
+        typer.Option(
+            help="Records per message, which also stops at 4 MiB (env LOGCTL_BATCH_SIZE) [default: 2048]",
+            rich_help_panel="Batching",
+        ),
     ] = None,
-    linger_ms: Annotated[int | None, typer.Option(help="Send a partial batch after this long [default: 200]")] = None,
-    max_in_flight: Annotated[int | None, typer.Option(help="Unconfirmed messages at once [default: 16]")] = None,
-    serializer: Annotated[str | None, typer.Option(help="msgpack or json [default: msgpack]")] = None,
+    linger_ms: Annotated[
+        int | None, typer.Option(help="Send a partial batch after this long [default: 200]", rich_help_panel="Batching")
+    ] = None,
+    max_in_flight: Annotated[
+        int | None, typer.Option(help="Unconfirmed messages at once [default: 16]", rich_help_panel="Batching")
+    ] = None,
+    serializer: Annotated[
+        str | None, typer.Option(help="msgpack or json [default: msgpack]", rich_help_panel="Batching")
+    ] = None,
     from_end: Annotated[
-        bool, typer.Option("--from-end", help="Start files seen for the first time at their end")
+        bool,
+        typer.Option("--from-end", help="Start files seen for the first time at their end", rich_help_panel="Input"),
     ] = False,
-    ignore_older: Annotated[str | None, typer.Option(help="Skip files not modified within this (e.g. 24h)")] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Glob of files to leave alone (repeatable)")] = None,
-    max_line_bytes: Annotated[str, typer.Option(help="Truncate longer lines (flagged in attrs)")] = "1MiB",
-    rotate_wait: Annotated[str, typer.Option(help="Keep reading a rotated file this long")] = "5s",
-    shutdown_timeout: Annotated[str, typer.Option(help="Wait this long for confirms when stopping")] = "30s",
+    ignore_older: Annotated[
+        str | None, typer.Option(help="Skip files not modified within this (e.g. 24h)", rich_help_panel="Input")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Glob of files to leave alone (repeatable)", rich_help_panel="Input")
+    ] = None,
+    max_line_bytes: Annotated[
+        str, typer.Option(help="Truncate longer lines (flagged in attrs)", rich_help_panel="Input")
+    ] = "1MiB",
+    rotate_wait: Annotated[
+        str, typer.Option(help="Keep reading a rotated file this long", rich_help_panel="Input")
+    ] = "5s",
+    shutdown_timeout: Annotated[
+        str, typer.Option(help="Wait this long for confirms when stopping", rich_help_panel="Batching")
+    ] = "30s",
     workers: Annotated[
         int | None,
-        typer.Option(help="Processes that parse a file far behind; 0: parse in one [default: CPU count]"),
+        typer.Option(
+            help="Processes that parse a file far behind; 0: parse in one [default: CPU count]", rich_help_panel="Input"
+        ),
     ] = None,
     max_rate: Annotated[
-        float | None, typer.Option(help="Read at most this many lines a second (smoothed, nothing dropped)")
+        float | None,
+        typer.Option(help="Read at most this many lines a second (smoothed, nothing dropped)", rich_help_panel="Input"),
     ] = None,
     listen: Annotated[
         str | None,
-        typer.Option(help="Also take records over HTTP: POST /api/log on HOST:PORT, 202 once confirmed"),
+        typer.Option(
+            help="Also take records over HTTP: POST /api/log on HOST:PORT, 202 once confirmed",
+            rich_help_panel="HTTP intake",
+        ),
     ] = None,
     token_file: Annotated[
-        Path | None, typer.Option(help="Bearer tokens for --listen, one a line (name:token); required off loopback")
+        Path | None,
+        typer.Option(
+            help="Bearer tokens for --listen, one a line (name:token); required off loopback",
+            rich_help_panel="HTTP intake",
+        ),
     ] = None,
-    max_body_bytes: Annotated[str, typer.Option(help="--listen: largest request body, decompressed")] = "10MiB",
-    tls_cert_file: Annotated[Path | None, typer.Option(help="--listen over HTTPS: the certificate (PEM)")] = None,
-    tls_key_file: Annotated[Path | None, typer.Option(help="--listen over HTTPS: its private key (PEM)")] = None,
+    max_body_bytes: Annotated[
+        str, typer.Option(help="--listen: largest request body, decompressed", rich_help_panel="HTTP intake")
+    ] = "10MiB",
+    tls_cert_file: Annotated[
+        Path | None, typer.Option(help="--listen over HTTPS: the certificate (PEM)", rich_help_panel="HTTP intake")
+    ] = None,
+    tls_key_file: Annotated[
+        Path | None, typer.Option(help="--listen over HTTPS: its private key (PEM)", rich_help_panel="HTTP intake")
+    ] = None,
     metrics_address: MetricsOpt = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
@@ -156,8 +208,40 @@ def ship_cmd(
         )
     serve_metrics(metrics_address)
     stop = StopFlag().install()
-    stats = ship(settings, options, stop, notify, on_dry_run=renderer.render if renderer else None, intake=intake)
+    with _progress_bar(options) as on_progress:
+        stats = ship(
+            settings,
+            options,
+            stop,
+            notify,
+            on_dry_run=renderer.render if renderer else None,
+            intake=intake,
+            on_progress=on_progress,
+        )
     notify(_summary(stats))
+
+
+PROGRESS_MIN_BYTES = 16 << 20  # smaller files are read before a bar would be worth drawing
+
+
+@contextlib.contextmanager
+def _progress_bar(options: ShipOptions) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for --no-follow of big files, on a terminal only: bytes, rate, ETA."""
+    console = stderr_console()
+    total = 0 if options.follow else sum(_sizes(options))
+    if total < PROGRESS_MIN_BYTES or not console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("shipping"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("ship", total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def _sizes(options: ShipOptions) -> Iterator[int]:
+    for path in expand([p for p in options.paths if p != "-"], options.exclude):
+        with contextlib.suppress(OSError):
+            yield os.path.getsize(path)
 
 
 def _positive(value: float | None, what: str) -> float | None:

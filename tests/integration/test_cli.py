@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -248,3 +249,35 @@ def test_status_lists_confirmed_offsets_as_ship_status_does(env: Env, tmp_path: 
     rows = [json.loads(line) for line in status.stdout.splitlines()]
     assert rows == [{"path": str(log), "offset": log.stat().st_size, "size": log.stat().st_size, "behind": 0}]
     assert run_logctl(["ship", "--status", "--output", "json"], env).stdout == status.stdout
+
+
+def test_commands_are_listed_in_the_order_users_meet_them() -> None:
+    from logctl.cli.app import COMMAND_ORDER
+
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "100", "NO_COLOR": "1"})
+    listed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ") and line.split()[1:2]]
+    shown = [name for name in listed if name in COMMAND_ORDER]
+    assert shown == list(COMMAND_ORDER)
+
+
+def test_quiet_silences_notices_but_not_errors(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text('level=info msg="one"\n')
+    quiet = run_logctl(["--quiet", "ship", "--no-follow", str(log)], env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    failed = run_logctl(["-q", "ship", "--no-follow", str(tmp_path / "missing.log")], env)
+    assert failed.returncode == 5 and "no such file" in failed.stderr
+
+
+def test_ctrl_c_exits_130_after_cleaning_up_and_sigterm_exits_0(env: Env, tmp_path: Path) -> None:
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        log = tmp_path / f"{signum}.log"
+        log.write_text("".join(f'level=info msg="line {i}"\n' for i in range(100)))
+        ship = start_logctl(["ship", "--linger-ms", "20", str(log)], env, text=True)
+        time.sleep(2.5)  # read and confirmed
+        ship.send_signal(signum)
+        _out, err = ship.communicate(timeout=60)
+        assert ship.returncode == code, err
+        assert "shipped lines=100" in err  # it finished, flushed and said so
+    status = run_logctl(["status", "--output", "json"], env)
+    assert all(r["behind"] == 0 for r in map(json.loads, status.stdout.splitlines()))
