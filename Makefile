@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test check lint unit broker test-tools docs install clean
+.PHONY: demo test check lint unit broker services test-tools docs install clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,13 +13,16 @@ $(VENV)/.installed: pyproject.toml
 broker:
 	@scripts/ensure-broker
 
+services:
+	@scripts/ensure-services
+
 test-tools:
 	@scripts/ensure-test-tools
 
 demo: $(VENV)/.installed broker  ## ship the bundled samples, tail them, consume them into SQLite
 	@scripts/demo
 
-test: $(VENV)/.installed broker test-tools  ## every test, against the real local RabbitMQ
+test: $(VENV)/.installed broker services test-tools  ## every test, against the real local RabbitMQ
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed  ## the fast tests that need no broker

@@ -17,6 +17,7 @@ from typing import Any
 from logctl import metrics
 from logctl.codec import decode_rows
 from logctl.deadletter import DeadLetterer, queue_dead_letters
+from logctl.dedupe import SharedIds
 from logctl.errors import BadInput, BrokerUnreachable
 from logctl.ratelimit import TokenBucket
 from logctl.records import WireRow
@@ -148,6 +149,7 @@ def consume(
     *,
     stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[ConsumeStats], None] = lambda _s: None,
+    dedupe: SharedIds | None = None,
 ) -> ConsumeStats:
     """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough.
 
@@ -162,15 +164,21 @@ def consume(
     if plan is not None:
         broker.notify(plan)
     try:
-        return _consume(broker, sink, options, stop, on_batch, letterer)
+        return _consume(broker, sink, options, stop, on_batch, letterer, dedupe)
     finally:
         letterer.close()
 
 
-def _timed_store(sink: Sink[Any], prepared: Any) -> tuple[int, float]:
-    """Store a prepared batch (in the sink thread); return how many rows were new, and the seconds it took."""
+def _timed_store(sink: Sink[Any], prepared: Any, rows: list[WireRow], dedupe: SharedIds | None) -> tuple[int, float]:
+    """Store a prepared batch (in the sink thread); return how many rows were new, and the seconds it took.
+
+    With ``dedupe`` the ids are remembered at once after the commit, so that a worker
+    killed before its ack leaves the shortest window for a second copy.
+    """
     started = time.monotonic()
     stored = sink.store(prepared)
+    if dedupe is not None:
+        dedupe.remember([str(r[0]) for r in rows])
     return stored, time.monotonic() - started
 
 
@@ -189,6 +197,7 @@ def _consume(
     stop: Callable[[], bool],
     on_batch: Callable[[ConsumeStats], None],
     letterer: DeadLetterer,
+    dedupe: SharedIds | None,
 ) -> ConsumeStats:
     stats = ConsumeStats()
     limiter = TokenBucket(options.max_rate) if options.max_rate else None
@@ -222,7 +231,8 @@ def _consume(
                     records, good = _decode_batch(batch, reader, stats, letterer)
                     if limiter is not None and records:
                         _pace(broker, limiter.delay(len(records)), stop)
-                    future = writer.submit(_timed_store, sink, sink.prepare(records)) if records else None
+                    fresh = dedupe.unseen(records) if dedupe is not None else records
+                    future = writer.submit(_timed_store, sink, sink.prepare(fresh), fresh, dedupe) if fresh else None
                     written = _Written(future, good, stats.kept > 0, len(batch), len(records))
                     if pending is not None:
                         settle(pending)

@@ -44,6 +44,12 @@ class BrokerUnreachable(LogctlError):
     exit_code = ExitCode.UNREACHABLE
 
 
+class SinkUnreachable(LogctlError):
+    """A sink's server (PostgreSQL, Redis) cannot be reached, or dropped the connection."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
 class AuthError(LogctlError):
     """The broker refused the login or access to the virtual host."""
 

@@ -23,6 +23,7 @@ from logctl.cli.app import (
     tune_gc_for_throughput,
 )
 from logctl.consumer import ConsumeOptions, ConsumeStats, consume
+from logctl.dedupe import SharedIds
 from logctl.errors import ConfigError
 from logctl.render import summary_line
 from logctl.sinks import default_sink_uri, open_sink
@@ -35,7 +36,8 @@ from logctl.units import parse_duration
     epilog="Examples:\n\n"
     "  logctl consume --exit-when-idle 5s\n\n"
     "  logctl consume --queue logs.errors --bind '*.error' --bind '*.fatal' --sink sqlite:///var/lib/logs/errors.db\n\n"
-    "  logctl consume --sink stdout | jq -r .message",
+    "  logctl consume --sink stdout | jq -r .message\n\n"
+    "  logctl consume --sink postgresql://logs@db/logs   # several workers may share the queue and the table",
 )
 @edge
 def consume_cmd(
@@ -50,7 +52,8 @@ def consume_cmd(
         list[str] | None, typer.Option(help="Routing pattern to bind (repeatable); a new queue gets # if none")
     ] = None,
     sink: Annotated[
-        str | None, typer.Option(help="sqlite:///PATH, file:///PATH or stdout [default: SQLite in state dir]")
+        str | None,
+        typer.Option(help="sqlite:///PATH, file:///PATH, postgresql://USER@HOST/DB or stdout [default: SQLite]"),
     ] = None,
     prefetch: Annotated[
         int | None, typer.Option(help="Unacked messages held at once (env LOGCTL_PREFETCH) [default: 100]")
@@ -69,6 +72,11 @@ def consume_cmd(
     url: UrlOpt = None,
     exchange: ExchangeOpt = None,
     state_dir: StateDirOpt = None,
+    dedupe: Annotated[
+        str | None,
+        typer.Option(help="redis://HOST:PORT/DB: one memory of stored ids for several workers (file, stdout sinks)"),
+    ] = None,
+    dedupe_ttl: Annotated[str, typer.Option(help="How long --dedupe remembers an id")] = "24h",
     metrics_address: MetricsOpt = None,
     declare: DeclareOpt = None,
     config: ConfigOpt = None,
@@ -105,12 +113,15 @@ def consume_cmd(
     )
     serve_metrics(metrics_address)
     target = open_sink(sink or default_sink_uri(settings.state_dir))
+    shared = SharedIds(dedupe, parse_duration(dedupe_ttl, "--dedupe-ttl")) if dedupe else None
     try:
         with Broker(settings, notify) as broker:
             tune_gc_for_throughput()
-            stats = consume(broker, topology_of(settings), target, options, stop=StopFlag().install())
+            stats = consume(broker, topology_of(settings), target, options, stop=StopFlag().install(), dedupe=shared)
     finally:
         target.close()
+        if shared is not None:
+            shared.close()
     notify(_summary(stats))
 
 

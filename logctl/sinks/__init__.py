@@ -82,8 +82,14 @@ def open_sink(uri: str) -> Sink[Any]:
         from logctl.sinks.jsonfile import JsonFileSink
 
         return JsonFileSink(sink_path(uri))
+    if scheme in ("postgresql", "postgres"):
+        from logctl.sinks.postgres import PostgresSink
+
+        return PostgresSink(uri)
     if scheme == "stdout":
         from logctl.sinks.stdout import StdoutSink
 
         return StdoutSink()
-    raise ConfigError(f"unknown sink {uri!r}: use one of sqlite:///PATH, file:///PATH, stdout")
+    raise ConfigError(
+        f"unknown sink {uri!r}: use one of sqlite:///PATH, file:///PATH, postgresql://USER@HOST/DB, stdout"
+    )

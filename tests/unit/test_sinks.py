@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import accumulate
@@ -44,13 +46,51 @@ def read_jsonl(path: Path) -> list[tuple[str, str]]:
     return sorted((r["id"], r["message"]) for r in map(json.loads, path.read_text().splitlines()))
 
 
+PG_URL = os.environ.get("LOGCTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pg_table(path: Path) -> str:
+    """A table of this test's own (from its tmp_path), in the test database."""
+    return "t_" + hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
+
+
+def read_postgres(path: Path) -> list[tuple[str, str]]:
+    """The table's (id, message) rows; a NUL the sink stored as U+FFFD reads as NUL again, to compare."""
+    import psycopg
+
+    with psycopg.connect(PG_URL) as conn:
+        rows = conn.execute(f"select id, message from {pg_table(path)}").fetchall()
+    return sorted((str(i), str(m).replace("\ufffd", "\x00")) for i, m in rows)
+
+
+@pytest.fixture(autouse=True)
+def _drop_pg_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Drop the tables a PostgreSQL case made (they are t_ and a hash of its tmp_path)."""
+    if "postgresql" not in request.node.name:
+        yield
+        return
+    import psycopg
+
+    listing = "select tablename from pg_tables where tablename like 't\\_%'"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        before = {name for (name,) in conn.execute(listing).fetchall()}
+    yield
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        for (name,) in conn.execute(listing).fetchall():
+            if name not in before:
+                conn.execute(f"drop table {name}")
+
+
 SINKS: dict[str, tuple[Callable[[Path], str], Callable[[Path], list[tuple[str, str]]]]] = {
     "sqlite": (lambda p: f"sqlite:///{p / 'x.db'}", lambda p: read_sqlite(p / "x.db")),
     "file": (lambda p: f"file://{p / 'x.jsonl'}", lambda p: read_jsonl(p / "x.jsonl")),
+    "postgresql": (lambda p: f"{PG_URL}?table={pg_table(p)}", read_postgres),
 }
+# The conformance suite runs on every sink; PostgreSQL's needs the server (make test starts it).
+CONFORMING = ["sqlite", "file", pytest.param("postgresql", marks=pytest.mark.integration)]
 
 
-@pytest.mark.parametrize("kind", SINKS)
+@pytest.mark.parametrize("kind", CONFORMING)
 def test_sink_stores_each_record_once_across_reopen(kind: str, tmp_path: Path) -> None:
     uri, read = SINKS[kind][0](tmp_path), SINKS[kind][1]
     sink: Sink[Any] = open_sink(uri)
@@ -64,7 +104,7 @@ def test_sink_stores_each_record_once_across_reopen(kind: str, tmp_path: Path) -
     assert read(tmp_path) == sorted((make(i).id, make(i).message) for i in range(160))
 
 
-@pytest.mark.parametrize("kind", SINKS)
+@pytest.mark.parametrize("kind", CONFORMING)
 def test_sink_stores_batches_of_any_size_prepared_ahead_of_the_store_before(kind: str, tmp_path: Path) -> None:
     """As consume runs them: the next batch is prepared while the one before is stored.
 
