@@ -143,3 +143,15 @@ def sink_messages(sink: str | Path) -> list[str]:
             return [m for (m,) in conn.execute("select message from records order by id")]
     whole = path.read_bytes().rpartition(b"\n")[0]  # a line being written is not stored yet
     return [json.loads(line)["message"] for line in whole.splitlines()]
+
+
+def self_signed(where: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with openssl (it is its own CA)."""
+    cert, key = where / f"{name}.pem", where / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -3,6 +3,8 @@ consumers run, and a live view of their depth and rates."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +14,7 @@ from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, StopFlag, UrlOpt, 
 from logctl.errors import PartialFailure
 from logctl.queues import QueueView, bind, list_queues, unbind
 from logctl.render import OutputMode, live, print_table, queue_table, resolve_mode, write_json_lines
-from logctl.transport import Broker, topology_of
+from logctl.transport import Broker, Topology, topology_of
 from logctl.units import parse_duration
 
 queue_app = typer.Typer(help="The topology's queues and their bindings, changed at runtime.", no_args_is_help=True)
@@ -56,10 +58,7 @@ def bind_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Bind a queue to the main exchange by a routing pattern; its consumers receive those records at once."""
-    settings = settings_from(config, url=url, exchange=exchange)
-    with Broker(settings, notify) as broker:
-        bind(broker, topology_of(settings), queue, pattern)
-    notify(f"bound {queue} to {settings.exchange} by {pattern!r}")
+    _change_binding(bind, "bound {queue} to {exchange} by {pattern!r}", queue, pattern, url, exchange, config)
 
 
 @queue_app.command("unbind", epilog="Example:\n\n  logctl queue unbind logs.errors '#'   # back to what it was")
@@ -72,10 +71,22 @@ def unbind_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Remove a queue's binding by a routing pattern; what it holds already stays."""
+    _change_binding(unbind, "unbound {queue} from {exchange} by {pattern!r}", queue, pattern, url, exchange, config)
+
+
+def _change_binding(
+    change: Callable[[Broker, Topology, str, str], None],
+    done: str,
+    queue: str,
+    pattern: str,
+    url: str | None,
+    exchange: str | None,
+    config: Path | None,
+) -> None:
     settings = settings_from(config, url=url, exchange=exchange)
     with Broker(settings, notify) as broker:
-        unbind(broker, topology_of(settings), queue, pattern)
-    notify(f"unbound {queue} from {settings.exchange} by {pattern!r}")
+        change(broker, topology_of(settings), queue, pattern)
+    notify(done.format(queue=queue, exchange=settings.exchange, pattern=pattern))
 
 
 @app.command(

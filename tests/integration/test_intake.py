@@ -9,7 +9,6 @@ import re
 import signal
 import sqlite3
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Env, run_logctl, sink_messages, start_logctl
+from tests.conftest import Env, run_logctl, self_signed, sink_messages, start_logctl
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -226,21 +225,9 @@ def test_a_port_in_use_is_one_line_and_exit_3(env: Env, listener: Listener) -> N
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 made with openssl (it is its own CA)."""
-    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def test_https_with_a_certificate_and_its_ca(env: Env, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path, "server")
-    other, _ = _self_signed(tmp_path, "other")
+    cert, key = self_signed(tmp_path, "server")
+    other, _ = self_signed(tmp_path, "other")
     secure = start_logctl(
         ["ship", "--listen", "127.0.0.1:0", "--tls-cert-file", str(cert), "--tls-key-file", str(key)], env, text=True
     )
@@ -273,6 +260,6 @@ def test_https_with_a_certificate_and_its_ca(env: Env, tmp_path: Path) -> None:
 
 
 def test_a_certificate_without_its_key_is_exit_3(env: Env, tmp_path: Path) -> None:
-    cert, _key = _self_signed(tmp_path, "server")
+    cert, _key = self_signed(tmp_path, "server")
     result = run_logctl(["ship", "--listen", "127.0.0.1:0", "--tls-cert-file", str(cert)], env, timeout=30)
     assert result.returncode == 3 and "go together" in result.stderr

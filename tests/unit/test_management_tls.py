@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +15,7 @@ import pytest
 from logctl.config import Settings
 from logctl.errors import BrokerUnreachable
 from logctl.management import management_client, management_url
-
-
-def _certificate(where: Path, name: str) -> tuple[Path, Path]:
-    cert, key = where / f"{name}.pem", where / f"{name}.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+from tests.conftest import self_signed
 
 
 class _Overview(http.server.BaseHTTPRequestHandler):
@@ -44,8 +33,8 @@ class _Overview(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def https_api(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    cert, key = _certificate(tmp_path, "server")
-    other, _ = _certificate(tmp_path, "other")
+    cert, key = self_signed(tmp_path, "server")
+    other, _ = self_signed(tmp_path, "other")
     server = http.server.HTTPServer(("127.0.0.1", 0), _Overview)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
