@@ -281,3 +281,37 @@ def test_ctrl_c_exits_130_after_cleaning_up_and_sigterm_exits_0(env: Env, tmp_pa
         assert "shipped lines=100" in err  # it finished, flushed and said so
     status = run_logctl(["status", "--output", "json"], env)
     assert all(r["behind"] == 0 for r in map(json.loads, status.stdout.splitlines()))
+
+
+def _complete(words: str, env: dict[str, str]) -> list[str]:
+    """What bash completion offers after ``words`` (Typer's protocol, as the script in completions/ asks it)."""
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    completion_env = {**env, "COMP_WORDS": words, "COMP_CWORD": str(cword), "_LOGCTL_COMPLETE": "complete_bash"}
+    program = str(Path(sys.executable).with_name("logctl"))  # the console script: completion keys on its name
+    result = subprocess.run(
+        [program],
+        env={**os.environ, **completion_env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return result.stdout.split()
+
+
+def test_completion_offers_presets_queues_and_contexts(env: Env, tmp_path: Path) -> None:
+    assert "ha-log" in _complete("logctl policy apply h", env)
+    queue = env.queue("completed")
+    made = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "0.1s", "--sink", "stdout"], env)
+    assert made.returncode == 0, made.stderr
+    offered = _complete(f"logctl replay {env.exchange}", env)
+    assert queue in offered and f"{env.exchange}.dlq" in offered
+    assert queue in _complete(f"logctl consume --queue {env.exchange}.c", env)
+    config = tmp_path / "contexts.toml"
+    config.write_text('[contexts.prod]\nurl = "amqp://localhost"\n[contexts.local]\nurl = "amqp://localhost"\n')
+    assert _complete("logctl --context ", {**env, "LOGCTL_CONFIG": str(config)}) == ["local", "prod"]
+    unreachable = {
+        **env,
+        "LOGCTL_URL": "amqp://guest:guest@127.0.0.1:1//",
+        "LOGCTL_MANAGEMENT_URL": "http://127.0.0.1:1",
+    }
+    assert _complete("logctl replay ", unreachable) == ["dlq"]  # silent when the API is away
