@@ -25,6 +25,7 @@ from logctl.errors import AuthError, ConfigError, NotFound, SinkUnreachable
 from logctl.records import WireRow, format_micros, json_bytes
 
 COLUMNS = ("id", "ts", "level", "service", "message", "trace_id", "attrs")
+APPLICATION_NAME = "logctl consume"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -81,7 +82,8 @@ class PostgresSink:
         self.where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
         self._dsn = urlunsplit((parts.scheme.replace("postgres+", ""), parts.netloc, parts.path, "", ""))
         try:
-            self._db = psycopg.connect(self._dsn, connect_timeout=10)
+            # application_name: an operator sees (and can end) logctl's sessions in pg_stat_activity.
+            self._db = psycopg.connect(self._dsn, connect_timeout=10, application_name=APPLICATION_NAME)
             with self._db.transaction():
                 # Workers starting together: CREATE ... IF NOT EXISTS races in the catalogue.
                 self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"logctl schema {table}",))
