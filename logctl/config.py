@@ -39,7 +39,9 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``****``."""
+    """Return ``url`` with any password replaced by ``****`` (each broker's, in a failover list)."""
+    if ";" in url:
+        return ";".join(mask_url(one) for one in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -78,12 +80,35 @@ def _bool(raw: object) -> bool:
     raise ValueError("must be true or false")
 
 
+def broker_urls(url: str) -> tuple[str, ...]:
+    """The brokers of a URL, one or several as kombu writes failover (``amqp://h1:5701;amqp://h2:5702``).
+
+    A later entry without a login or vhost takes the first entry's, so a cluster's URL
+    need not repeat them: ``amqp://u:p@h1:5701/prod;amqp://h2:5702;amqp://h3:5703``.
+    """
+    entries = [one.strip() for one in url.split(";") if one.strip()]
+    if not entries:
+        return (url,)
+    first = urlsplit(entries[0])
+    urls = [entries[0]]
+    for entry in entries[1:]:
+        parts = urlsplit(entry)
+        netloc = parts.netloc
+        if "@" not in netloc and "@" in first.netloc:
+            netloc = first.netloc.rsplit("@", 1)[0] + "@" + netloc
+        path = parts.path if parts.path not in ("", "/") else first.path
+        urls.append(urlunsplit(parts._replace(netloc=netloc, path=path)))
+    return tuple(urls)
+
+
 def _url(raw: object) -> str:
     value = str(raw)
-    scheme = urlsplit(value).scheme
-    if scheme not in ("amqp", "amqps"):
-        raise ValueError(f"must be an amqp:// or amqps:// URL, not {mask_url(value)!r}")
-    return value
+    for one in broker_urls(value):
+        if urlsplit(one).scheme not in ("amqp", "amqps"):
+            raise ValueError(f"must be amqp:// or amqps:// URLs (several joined by ';'), not {mask_url(value)!r}")
+        if not urlsplit(one).hostname and ";" in value:
+            raise ValueError(f"each broker in {mask_url(value)!r} needs a host")
+    return ";".join(broker_urls(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +126,7 @@ class Settings:
     prefetch: int = 100
     connect_retries: int = 3
     connect_timeout: float = 5.0
-    heartbeat: int = 30
+    heartbeat: int = 10  # a dead or frozen broker is noticed after two missed beats (~20 s)
     delivery_limit: int = 5
     default_queue: str = ""  # "" = <exchange>.default; "none" = no default queue
     management_url: str = ""  # "" = http://<amqp host>:15672 with the AMQP login
@@ -114,6 +139,16 @@ class Settings:
     context: str | None = None  # the config file's context these came from
     warnings: tuple[str, ...] = ()  # for the operator: a config file others can read holds a password
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The brokers to try, in order (one, or several from a failover URL)."""
+        return broker_urls(self.url)
+
+    @property
+    def primary_url(self) -> str:
+        """The first broker's URL: where the login, the vhost and the management host come from."""
+        return self.urls[0]
 
     def __repr__(self) -> str:
         return f"Settings(url={mask_url(self.url)!r}, exchange={self.exchange!r}, state_dir={self.state_dir!r})"
@@ -276,11 +311,11 @@ def resolve(flags: Mapping[str, object | None], env: Mapping[str, str], file: Pa
             sources[key] = source
             break
     url = str(values.get("url", DEFAULT_URL))
-    if urlsplit(url).password is None and not sources.get("url", "").startswith(("flag", "LOGCTL_")):
+    if urlsplit(broker_urls(url)[0]).password is None and not sources.get("url", "").startswith(("flag", "LOGCTL_")):
         keys, where = (context_values, f"context {context}") if context_values else (file_values, f"{file}")
         password = _password(keys, env, where)
         if password is not None:
-            values["url"] = _with_password(url, password)
+            values["url"] = ";".join(_with_password(one, password) for one in broker_urls(url))
             sources["url"] = sources.get("url", "default") + f", password from {where}"
     warning = _readable_by_others(file, file_values) if file is not None else None
     return Settings(

@@ -185,7 +185,7 @@ def _timed_store(sink: Sink[Any], prepared: Any, rows: list[WireRow], dedupe: Sh
 def _pace(broker: Broker, seconds: float, stop: Callable[[], bool]) -> None:
     """Wait for the rate limit, still taking frames (deliveries are buffered, heartbeats answered)."""
     until = time.monotonic() + seconds
-    with translated(broker.settings.url):
+    with translated(broker.url):
         while not stop() and (remaining := until - time.monotonic()) > 0:
             broker.drain(min(remaining, 0.5))
 

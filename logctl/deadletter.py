@@ -50,7 +50,7 @@ def queue_dead_letters(broker: Broker, topology: Topology, queue: str, declared_
     if declared_now:
         return True, f"declared now, dead-lettering to {ours!r}"
     settings = broker.settings
-    vhost = urlsplit(settings.url).path[1:] or "/"
+    vhost = urlsplit(settings.primary_url).path[1:] or "/"
     try:
         api = management_client(settings, timeout=5)
         dlx = api.queue_dead_letter_exchange(vhost, queue)

@@ -25,7 +25,7 @@ def management_url(settings: Settings) -> str:
     for amqps://) with the AMQP login."""
     if settings.management_url:
         return settings.management_url.rstrip("/")
-    amqp = urlsplit(settings.url)
+    amqp = urlsplit(settings.primary_url)
     user = amqp.username or "guest"
     password = amqp.password or "guest"
     scheme, port = ("https", 15671) if amqp.scheme == "amqps" else ("http", 15672)

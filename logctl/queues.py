@@ -40,7 +40,7 @@ class QueueView:
 
 
 def _vhost(settings: Settings) -> str:
-    return urlsplit(settings.url).path[1:] or "/"
+    return urlsplit(settings.primary_url).path[1:] or "/"
 
 
 def list_queues(settings: Settings, topology: Topology, *, all_queues: bool = False) -> list[QueueView]:

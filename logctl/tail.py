@@ -112,7 +112,7 @@ class Tail:
                 reader = QueueReader(broker, name, 0, auto_ack=True, channel=channel)
                 overflow = QueueReader(broker, counter, 0, auto_ack=True, channel=channel)
                 self._ready.set()
-                with translated(self.settings.url):
+                with translated(broker.url):
                     self._pump(reader, overflow)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
             self._error = exc

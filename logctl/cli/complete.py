@@ -23,7 +23,7 @@ def queues(incomplete: str) -> list[str]:
     """Queue names of the vhost (``dlq`` first), after ``replay`` and ``consume --queue``."""
     try:
         settings = settings_from()
-        vhost = urlsplit(settings.url).path[1:] or "/"
+        vhost = urlsplit(settings.primary_url).path[1:] or "/"
         names = [str(q["name"]) for q in management_client(settings, timeout=1.0).queues(vhost)]
     except (LogctlError, OSError, ValueError, KeyError):
         names = []  # the API is away: still offer dlq, the name replay knows by itself

@@ -89,9 +89,10 @@ def _refused_operation(exc: amqp.exceptions.AccessRefused, where: str, user: str
     )
 
 
-def tls_options(settings: Settings) -> dict[str, Any] | None:
-    """py-amqp's TLS options for an amqps:// URL (None for amqp://): verified unless ``insecure``."""
-    parts = urlsplit(settings.url)
+def tls_options(settings: Settings, url: str | None = None) -> dict[str, Any] | None:
+    """py-amqp's TLS options for an amqps:// ``url`` (the first broker's by default; None for
+    amqp://): verified unless ``insecure``."""
+    parts = urlsplit(url or settings.primary_url)
     if parts.scheme != "amqps":
         return None
     options: dict[str, Any] = {"cert_reqs": ssl.CERT_NONE if settings.insecure else ssl.CERT_REQUIRED}
@@ -153,7 +154,6 @@ def translate(exc: BaseException, url: str) -> LogctlError:
     return BrokerError(f"broker at {where}: {type(exc).__name__}: {exc}")
 
 
-_AUTH_ERRORS = (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed)
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     ConnectionError,
@@ -197,13 +197,31 @@ _SOCKET_SETTINGS = {getattr(socket, "TCP_USER_TIMEOUT", 18): 60_000}
 
 
 class Broker:
-    """One AMQP connection. Use as a context manager; it never outlives the command."""
+    """One AMQP connection, to the first of the settings' brokers that answers.
+
+    Use as a context manager; it never outlives the command. With several brokers (a
+    failover URL), each attempt tries them in turn, starting after the one just lost,
+    so a dead node costs one refused connection (or one connect timeout, if it hangs).
+    """
 
     def __init__(self, settings: Settings, notify: Notify = _quiet) -> None:
         self.settings = settings
         self.notify = notify
         self.blocked = False
         self._conn: kombu.Connection | None = None
+        self._urls = settings.urls
+        self._current = 0  # index into _urls of the broker connected to (or last tried)
+        self._ever_connected = False
+
+    @property
+    def url(self) -> str:
+        """The URL of the broker this connection is (or was last) to."""
+        return self._urls[self._current]
+
+    @property
+    def where(self) -> str:
+        """host:port of the broker this connection is (or was last) to."""
+        return _where(self.url)
 
     def __enter__(self) -> Broker:
         self.connect(self.settings.connect_retries)
@@ -228,33 +246,56 @@ class Broker:
             self.notify("connected to broker")
 
     def _connect(self, retries: int) -> None:
+        """``retries + 1`` rounds over the brokers, backing off between rounds."""
         delays = backoff(FIRST_BACKOFF, CONNECT_BACKOFF_MAX)
         for attempt in range(retries + 1):
-            conn = kombu.Connection(
-                self.settings.url,
-                ssl=tls_options(self.settings),
-                connect_timeout=self.settings.connect_timeout,
-                heartbeat=self.settings.heartbeat,
-                transport_options={
-                    "on_blocked": self._on_blocked,
-                    "on_unblocked": self._on_unblocked,
-                    "socket_settings": _SOCKET_SETTINGS,
-                },
-            )
             try:
-                conn.connect()
-            except _AUTH_ERRORS as exc:
-                conn.release()
-                raise translate(exc, self.settings.url) from exc
-            except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
-                conn.release()
+                self._connect_round()
+                return
+            except BrokerUnreachable:
                 if attempt == retries:
-                    raise translate(exc, self.settings.url) from exc
+                    raise
                 time.sleep(next(delays))
+
+    def _connect_round(self) -> None:
+        """Try each broker once, from the one after the last used (the first, at the start)."""
+        count = len(self._urls)
+        start = (self._current + 1) % count if self._ever_connected else 0
+        failures: list[LogctlError] = []
+        for index in [(start + step) % count for step in range(count)]:
+            try:
+                self._conn = self._open(self._urls[index])
+            except BrokerUnreachable as exc:
+                failures.append(exc)
                 continue
-            self._conn = conn
-            self.blocked = False
+            moved = self._ever_connected and index != self._current
+            self._current, self._ever_connected, self.blocked = index, True, False
+            if moved:
+                metrics.METRICS.error("failover", "broker")
+                self.notify(f"connected to broker at {self.where} (failover)")
             return
+        if count == 1:
+            raise failures[0]
+        raise BrokerUnreachable(f"none of the {count} brokers answered: " + "; ".join(map(str, failures)))
+
+    def _open(self, url: str) -> kombu.Connection:
+        conn = kombu.Connection(
+            url,
+            ssl=tls_options(self.settings, url),
+            connect_timeout=self.settings.connect_timeout,
+            heartbeat=self.settings.heartbeat,
+            transport_options={
+                "on_blocked": self._on_blocked,
+                "on_unblocked": self._on_unblocked,
+                "socket_settings": _SOCKET_SETTINGS,
+            },
+        )
+        try:
+            conn.connect()
+        except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
+            conn.release()
+            raise translate(exc, url) from exc  # an auth failure is a final AuthError, not BrokerUnreachable
+        return conn
 
     def reconnect(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Reconnect after a lost connection, backing off up to 30 s; never gives up on its own.
@@ -299,12 +340,12 @@ class Broker:
     @property
     def connection(self) -> kombu.Connection:
         if self._conn is None:
-            raise BrokerUnreachable(f"not connected to {_where(self.settings.url)}")
+            raise BrokerUnreachable(f"not connected to {self.where}")
         return self._conn
 
     def channel(self) -> Any:
         """Return a new py-amqp channel on this connection."""
-        with translated(self.settings.url):
+        with translated(self.url):
             return self.connection.channel()
 
     def drain(self, timeout: float) -> bool:

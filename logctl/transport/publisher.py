@@ -4,7 +4,9 @@ The channel is put in confirm mode and many messages are in flight at once; the 
 ``basic.ack`` (possibly ``multiple``) hands each message's token back through
 ``on_confirm``. Only then does the caller count it as sent. If the connection drops,
 every unconfirmed message is published again after reconnecting (at-least-once; the
-record ids let sinks drop the duplicates). Nacked messages are published again too.
+record ids let sinks drop the duplicates). Nacked messages are published again too,
+after a pause that grows while nacks go on; a channel that nacks everything (a quorum
+queue's channel left pointing at a leader that died) is replaced by a new one.
 
 With ``mandatory`` the broker returns a message that no queue (and no alternate
 exchange) takes, then acks it: such a message is never counted as confirmed. It goes to
@@ -41,6 +43,11 @@ class Outgoing:
 
 
 RETURN_BACKOFF_MAX = 30.0
+NACK_BACKOFF_MAX = 5.0
+# Nacks in a row, with no ack between, after which the channel is taken for stale and
+# replaced. Seen on RabbitMQ 3.10: a channel opened on a surviving node while a quorum
+# queue's leader was being elected nacked every publish for good; a new channel is acked.
+NACKS_BEFORE_NEW_CHANNEL = 3
 
 
 def republished(
@@ -92,6 +99,8 @@ class Publisher:
         self._held: list[tuple[float, Outgoing]] = []  # returned, to be published again at a time
         self._unroutable: set[tuple[str, str]] = set()  # (exchange, key) told about once
         self._seq = 0
+        self._nacks_in_row = 0
+        self._replacing = False
         self._channel: Any = None
         self._open()
 
@@ -141,7 +150,7 @@ class Publisher:
     # --- internals -------------------------------------------------------------------------
 
     def _open(self) -> None:
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             channel = self.broker.channel()
             if self.confirm:
                 channel.confirm_select()
@@ -150,6 +159,7 @@ class Publisher:
         channel.events["basic_return"].add(self._on_return)
         self._channel = channel
         self._seq = 0
+        self._nacks_in_row = 0
         self._returned.clear()
 
     def _send(self, out: Outgoing) -> None:
@@ -178,12 +188,15 @@ class Publisher:
             self.broker.drain(timeout)
         except CONNECTION_ERRORS as exc:
             self._recover(exc)
+        if self._replacing:
+            self._replace_channel()
         if self._held:
             self._release_held()
         while self._resend and not self.broker.blocked:
             self._send(self._resend.pop(0))
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._nacks_in_row = 0
         inflight = self._inflight
         if not multiple:
             out = inflight.pop(tag, None)
@@ -260,17 +273,36 @@ class Publisher:
     def _on_nack(self, tag: int, multiple: bool) -> None:
         inflight = self._inflight
         tags = [t for t in inflight if t <= tag] if multiple else [tag]
+        self._nacks_in_row += 1
+        delay = min(0.05 * 2**self._nacks_in_row, NACK_BACKOFF_MAX)
         for t in tags:
             self._returned.discard(t)
             out = inflight.pop(t, None)
             if out is not None:
-                self._resend.append(out)
+                self._held.append((time.monotonic() + delay, out))
                 metrics.METRICS.republished("nacked", 1)
+        if self._nacks_in_row >= NACKS_BEFORE_NEW_CHANNEL and not self._replacing:
+            self._replacing = True  # this runs inside the channel's own frame handling: replace it after
+
+    def _replace_channel(self) -> None:
+        """A new channel for a stale one; what was in flight on the old one goes again."""
+        self._replacing = False
+        self.broker.notify(f"broker nacked {self._nacks_in_row} publishes in a row; opening a new channel")
+        self._resend[:0] = self._inflight.values()
+        self._inflight.clear()
+        self._returned.clear()
+        nacks = self._nacks_in_row
+        self.close()
+        try:
+            self._open()
+        except CONNECTION_ERRORS as exc:
+            self._recover(exc)
+        self._nacks_in_row = nacks  # the pause keeps growing until a publish is acked
 
     def _recover(self, exc: BaseException) -> None:
         """Reconnect (backing off, one notice per state change) and publish again all unconfirmed."""
         if not self.reconnect:
-            with translated(self.broker.settings.url):
+            with translated(self.broker.url):
                 raise exc
         # Everything unconfirmed goes again, in order, on the new channel (see _pump).
         self._resend[:0] = self._inflight.values()

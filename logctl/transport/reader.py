@@ -40,7 +40,7 @@ class QueueReader:
         self.broker = broker
         self.queue = queue
         self._buffer: deque[Delivery] = deque()
-        with translated(broker.settings.url):
+        with translated(broker.url):
             self._channel = channel if channel is not None else broker.channel()
             if not auto_ack:
                 self._channel.basic_qos(0, prefetch, False)
@@ -58,7 +58,7 @@ class QueueReader:
         """
         deadline = time.monotonic() + timeout
         buffer = self._buffer
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             while not buffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -76,12 +76,12 @@ class QueueReader:
 
     def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
         """Acknowledge one delivery, or with ``multiple`` every one up to it."""
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             self._channel.basic_ack(delivery_tag, multiple=multiple)
 
     def reject(self, delivery_tag: int) -> None:
         """Reject one delivery without requeueing it: the queue dead-letters it."""
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             self._channel.basic_reject(delivery_tag, requeue=False)
 
     def close(self) -> None:
@@ -102,20 +102,20 @@ class QueuePuller:
     def __init__(self, broker: Broker, queue: str) -> None:
         self.broker = broker
         self.queue = queue
-        with translated(broker.settings.url):
+        with translated(broker.url):
             self._channel = broker.channel()
 
     def get(self) -> Delivery | None:
         """Return the next message, or None when the queue has no more ready."""
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             message = self._channel.basic_get(self.queue, no_ack=False)
         return None if message is None else _delivery(message)
 
     def ack(self, delivery_tag: int) -> None:
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             self._channel.basic_ack(delivery_tag)
 
     def close(self) -> None:
         """Close the channel: every unacked message returns to the queue."""
-        with translated(self.broker.settings.url):
+        with translated(self.broker.url):
             self._channel.close()

@@ -52,7 +52,7 @@ class Topology:
 @contextlib.contextmanager
 def _channel(broker: Broker) -> Iterator[Any]:
     """A channel of its own for one operation (a failed passive declare closes it), then closed."""
-    with translated(broker.settings.url):
+    with translated(broker.url):
         channel = broker.channel()
         try:
             yield channel
@@ -77,7 +77,7 @@ def declare_topology(broker: Broker, topology: Topology) -> None:
         _declare_all(broker, topology)
     except _Refused as refused:
         if not exchange_exists(broker, topology.exchange):
-            raise translate(refused.error, broker.settings.url) from refused.error
+            raise translate(refused.error, broker.url) from refused.error
         _warn_once(
             broker,
             f"user {_user(broker)!r} may not declare {refused.what} ({refused.error.reply_text}); "
@@ -177,11 +177,11 @@ def _warn_once(broker: Broker, message: str) -> None:
 
 
 def _user(broker: Broker) -> str:
-    return urlsplit(broker.settings.url).username or "guest"
+    return urlsplit(broker.settings.primary_url).username or "guest"
 
 
 def _vhost(broker: Broker) -> str:
-    return urlsplit(broker.settings.url).path[1:] or "/"
+    return urlsplit(broker.settings.primary_url).path[1:] or "/"
 
 
 def require_exchange(broker: Broker, exchange: str) -> None:
@@ -231,7 +231,7 @@ def declare_tail_queue(
     arguments: dict[str, Any] = {"x-max-length": max_length, "x-overflow": "drop-head"}
     if overflow_to is not None:
         arguments.update({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": overflow_to})
-    with translated(broker.settings.url):
+    with translated(broker.url):
         name, _count, _consumers = channel.queue_declare("", exclusive=True, auto_delete=True, arguments=arguments)
         for pattern in patterns:
             channel.queue_bind(name, exchange, pattern)
@@ -241,7 +241,7 @@ def declare_tail_queue(
 def declare_counter_queue(broker: Broker, channel: Any, max_length: int) -> str:
     """Declare a server-named exclusive queue that only collects messages to be counted."""
     arguments = {"x-max-length": max_length, "x-overflow": "drop-head"}
-    with translated(broker.settings.url):
+    with translated(broker.url):
         name, _count, _consumers = channel.queue_declare("", exclusive=True, auto_delete=True, arguments=arguments)
     return str(name)
 

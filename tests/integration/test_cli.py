@@ -63,7 +63,14 @@ def test_dry_run_prints_records_as_json_lines(env: Env, tmp_path: Path) -> None:
             4,
             "cannot reach broker",
         ),
+        (
+            ["ship", "--no-follow", "README.md"],
+            {"LOGCTL_URL": "amqp://guest:guest@127.0.0.1:1//;amqp://127.0.0.1:2", "LOGCTL_CONNECT_RETRIES": "0"},
+            4,
+            "none of the 2 brokers answered",
+        ),
         (["ship", "--no-follow", "README.md"], {"LOGCTL_URL": "http://nope"}, 3, "amqp://"),
+        (["ship", "--no-follow", "README.md"], {"LOGCTL_URL": f"{BROKER_URL};http://nope"}, 3, "amqp://"),
         (["tail", "--level", "LOUD"], {}, 3, "--level"),
         (["ship"], {}, 3, "give files"),
         (["ship", "--no-follow", "README.md", "--source-id", "x"], {}, 3, "give - as a path"),
@@ -78,6 +85,17 @@ def test_errors_are_one_line_with_a_distinct_exit_code(
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert "wrong" not in result.stderr  # never the password
+
+
+def test_a_failover_url_connects_to_the_first_broker_that_answers(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("one\ntwo\n")
+    env["LOGCTL_URL"] = f"amqp://guest:guest@127.0.0.1:1//;{BROKER_URL}"  # nothing listens on port 1
+    shipped = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert shipped.returncode == 0, shipped.stderr
+    assert "records=2" in shipped.stderr
+    consumed = run_logctl(["consume", "--exit-when-idle", "1s", "--sink", f"sqlite:///{tmp_path / 'o.db'}"], env)
+    assert "stored=2" in consumed.stderr, consumed.stderr
 
 
 def test_unreadable_file_exits_9(env: Env, tmp_path: Path) -> None:

@@ -33,6 +33,17 @@ def test_bad_config_is_a_config_error(tmp_path: Path, content: str, fragment: st
         resolve({}, {}, cfg)
 
 
+def test_a_failover_url_lists_brokers_that_share_the_first_ones_login_and_vhost() -> None:
+    settings = resolve({"url": "amqp://u:secret@h1:5701/prod;amqp://h2:5702; amqp://v:w@h3:5703/other"}, {}, None)
+    assert settings.urls == (
+        "amqp://u:secret@h1:5701/prod",
+        "amqp://u:secret@h2:5702/prod",
+        "amqp://v:w@h3:5703/other",
+    )
+    assert settings.primary_url == "amqp://u:secret@h1:5701/prod"
+    assert "secret" not in repr(settings) and "secret" not in str(settings.describe())
+
+
 def test_passwords_are_masked_everywhere() -> None:
     s = resolve({"url": "amqp://bob:s3cret@rabbit:5672/v"}, {}, None)
     assert "s3cret" not in repr(s)
