@@ -11,6 +11,7 @@ Every run uses queues and exchanges of its own and deletes them at the end.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from logctl.codec import decode, encode
 from logctl.config import Settings
-from logctl.errors import PartialFailure
+from logctl.errors import BrokerUnreachable, PartialFailure
 from logctl.records import Level, LogRecord
 from logctl.shipper import ShipOptions, Shipper
 from logctl.transport import (
@@ -160,8 +161,9 @@ def _batch_body(options: BenchOptions) -> tuple[bytes, str]:
 class _Run:
     """One benchmark: its own topology, load threads, and a stop signal."""
 
-    def __init__(self, settings: Settings, options: BenchOptions) -> None:
+    def __init__(self, settings: Settings, options: BenchOptions, notify: Callable[[str], None]) -> None:
         tag = uuid.uuid4().hex[:8]
+        self.notify = notify  # connection notices (a failover mid-run)
         self.settings = replace(settings, exchange=f"bench-{tag}", default_queue="none")
         self.options = options
         self.topology = Topology(self.settings.exchange, f"bench-{tag}.q")
@@ -191,15 +193,16 @@ class _Run:
         counters, options = self.counters, self.options
         body, content_type = _batch_body(options)
         interval = 1 / options.rate if options.rate else 0.0
-        with Broker(self.settings) as broker:
+        with Broker(self.settings, self.notify) as broker:
 
             def confirmed(token: object) -> None:
                 counters.confirmed += 1
                 assert isinstance(token, float)
                 counters.confirm_latency.append(time.monotonic() - token)
 
+            # a lost connection (a cluster node gone) fails over and publishes the unconfirmed again
             publisher = Publisher(
-                broker, "", confirmed, options.max_in_flight, reconnect=False, confirm=options.confirm
+                broker, "", confirmed, options.max_in_flight, should_stop=self.stop.is_set, confirm=options.confirm
             )
             sent = 0
             next_at = time.monotonic()
@@ -218,13 +221,18 @@ class _Run:
 
     def consume(self, expected: Callable[[], int | None], measure_e2e: bool) -> None:
         counters = self.counters
-        with Broker(self.settings) as broker:
+        with Broker(self.settings, self.notify) as broker:
             reader = QueueReader(broker, self.queue, self.options.prefetch)
             while not self.stop.is_set():
                 target = expected()
                 if target is not None and counters.consumed >= target:
                     break
-                batch = reader.fetch(self.options.prefetch, 0.2)
+                try:
+                    batch = reader.fetch(self.options.prefetch, 0.2)
+                except BrokerUnreachable as exc:  # fail over; the unacked come again (counted twice)
+                    broker.recover(exc, self.stop.is_set)
+                    reader = QueueReader(broker, self.queue, self.options.prefetch)
+                    continue
                 if not batch:
                     continue
                 now = time.time()
@@ -235,24 +243,45 @@ class _Run:
                 counters.consumed += len(batch)
                 if self.options.mode is BenchMode.CONSUME:
                     counters.bytes += sum(len(d.body) for d in batch)
-                reader.ack(batch[-1].delivery_tag, multiple=True)
+                with contextlib.suppress(BrokerUnreachable):  # lost: redelivered on the next connection
+                    reader.ack(batch[-1].delivery_tag, multiple=True)
             reader.close()
 
 
-def run_bench(settings: Settings, options: BenchOptions, on_tick: Callable[[Counters, float], None]) -> BenchResult:
+def run_bench(
+    settings: Settings,
+    options: BenchOptions,
+    on_tick: Callable[[Counters, float], None],
+    notify: Callable[[str], None] = lambda _message: None,
+) -> BenchResult:
     """Run one benchmark and return its figures; the queues it made are deleted."""
-    run = _Run(settings, options)
+    run = _Run(settings, options, notify)
+    # One connection to declare, another to delete: one held idle through the run would
+    # miss its heartbeats (nothing drains it) and be closed by the broker.
     with Broker(run.settings) as admin:
         run.declare(admin)
+    try:
+        if options.mode is BenchMode.SHIP:
+            return _ship(run, on_tick)
+        return _publish_or_consume(run, on_tick)
+    finally:
+        run.stop.set()
+        for thread in run.threads:
+            thread.join(timeout=10)
+        _delete(run)
+
+
+def _delete(run: _Run, attempts: int = 3) -> None:
+    """Delete the run's queues, on a fresh connection each try: deleting a quorum queue while
+    one of its nodes is down can outlast the heartbeat, and the broker drops the connection."""
+    for attempt in range(attempts):
         try:
-            if options.mode is BenchMode.SHIP:
-                return _ship(run, on_tick)
-            return _publish_or_consume(run, on_tick)
-        finally:
-            run.stop.set()
-            for thread in run.threads:
-                thread.join(timeout=10)
-            delete_topology(admin, run.topology, [run.queue])
+            with Broker(run.settings) as admin:
+                delete_topology(admin, run.topology, [run.queue])
+            return
+        except BrokerUnreachable:
+            if attempt == attempts - 1:
+                raise
 
 
 def _wait(run: _Run, until: Callable[[], bool], on_tick: Callable[[Counters, float], None], started: float) -> None:

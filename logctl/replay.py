@@ -15,6 +15,8 @@ dead-letter queue, reported as ``unroutable``.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from logctl.deadletter import DEATH_EXCHANGE, DEATH_QUEUE, DEATH_REASON, DEATH_ROUTING_KEY, DEATH_TIME
-from logctl.errors import NotFound
+from logctl.errors import BrokerUnreachable, NotFound
 from logctl.records import Level, routing_word
 from logctl.transport import (
     Broker,
@@ -37,6 +39,7 @@ from logctl.transport import (
 )
 
 REPLAYS_HEADER = "x-logctl-replays"
+RECONNECT_FOR = 120.0  # seconds a replay that lost its connection tries to get one back
 REASONS = ("rejected", "expired", "maxlen", "delivery_limit")
 
 
@@ -181,9 +184,20 @@ class _Moving:
 
 
 class _Replayer:
-    def __init__(self, broker: Broker, publish_broker: Broker | None, options: ReplayOptions) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        publish_broker: Broker | None,
+        options: ReplayOptions,
+        confirmed_before: Counter[tuple[str, str, str]] | None = None,
+    ) -> None:
         self.options = options
         self.report = ReplayReport()
+        # moves confirmed on an earlier connection: what a pass after a failover starts from
+        self.confirmed_rows: Counter[tuple[str, str, str]] = Counter(confirmed_before or {})
+        for row, n in self.confirmed_rows.items():
+            self.report.outcomes[Outcome.MOVED] += n
+            self.report.rows[(*row, Outcome.MOVED)] += n
         self.puller = QueuePuller(broker, options.queue)
         self.publisher = (
             Publisher(
@@ -204,6 +218,7 @@ class _Replayer:
     def _confirmed(self, token: object) -> None:
         assert isinstance(token, _Moving)
         self.puller.ack(token.delivery_tag)
+        self.confirmed_rows[token.row] += 1
 
     def _returned(self, out: Outgoing) -> None:
         """Unroutable: not acked, so it stays in the dead-letter queue; counted apart from the moved."""
@@ -242,12 +257,36 @@ def replay(
     *,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> ReplayReport:
-    """Move (or with ``dry_run`` only count) dead-lettered messages back where they came from."""
+    """Move (or with ``dry_run`` only count) dead-lettered messages back where they came from.
+
+    A lost connection (a cluster node gone) is reconnected through the connection policy
+    and the replay goes on from what was confirmed: the broker puts back every message
+    not yet acked, so each is seen again; one published whose confirm was lost with the
+    connection is published twice (its record ids let sinks drop the copy).
+    """
     if not queue_exists(broker, options.queue):
         raise NotFound(f"queue {options.queue!r} does not exist")
-    replayer = _Replayer(broker, None if options.dry_run else publish_broker, options)
+    confirmed: Counter[tuple[str, str, str]] = Counter()
+    while True:
+        replayer = _Replayer(broker, None if options.dry_run else publish_broker, options, confirmed)
+        try:
+            return _replay_pass(replayer, options, on_progress)
+        except BrokerUnreachable as exc:
+            confirmed = replayer.confirmed_rows
+            out_of_time = _deadline(RECONNECT_FOR)
+            for one in dict.fromkeys(b for b in (broker, publish_broker) if b is not None):
+                one.recover(exc, out_of_time)
+            broker.notify(f"replaying the rest ({sum(confirmed.values())} moved and confirmed so far)")
+
+
+def _deadline(seconds: float) -> Callable[[], bool]:
+    give_up_at = time.monotonic() + seconds
+    return lambda: time.monotonic() > give_up_at
+
+
+def _replay_pass(replayer: _Replayer, options: ReplayOptions, on_progress: Callable[[int], None]) -> ReplayReport:
     report = replayer.report
-    seen = 0
+    seen = report.moved
     try:
         while options.limit is None or report.moved < options.limit:
             delivery = replayer.puller.get()
@@ -264,7 +303,8 @@ def replay(
         if replayer.publisher is not None:
             replayer.publisher.wait_confirmed()
     finally:
-        replayer.puller.close()  # the unacked (left, or unconfirmed) go back in order
+        with contextlib.suppress(BrokerUnreachable):  # on a lost connection the broker puts them back itself
+            replayer.puller.close()  # the unacked (left, or unconfirmed) go back in order
     return report
 
 

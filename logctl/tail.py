@@ -3,19 +3,21 @@
 A slow terminal never backs up the broker: a reader thread takes deliveries as fast as
 they come into a bounded buffer (what does not fit is dropped and counted), and the
 broker-side queue is bounded too, its overflow dead-lettered into a counter queue so
-those drops are counted as well.
+those drops are counted as well. A lost connection (a broker restarted, a cluster node
+gone) is reconnected through the connection policy, to another broker of a failover URL,
+and the temporary queue declared anew: records published in between are not shown.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from logctl.codec import decode_rows
 from logctl.config import Settings
-from logctl.errors import BadInput, PermissionDenied
+from logctl.errors import BadInput, BrokerUnreachable, PermissionDenied
 from logctl.records import Level, WireRow, routing_word
 from logctl.transport import (
     Broker,
@@ -47,9 +49,12 @@ class TailOptions:
 class Tail:
     """Read records matching patterns until closed. Use as a context manager."""
 
-    def __init__(self, settings: Settings, options: TailOptions) -> None:
+    def __init__(
+        self, settings: Settings, options: TailOptions, notify: Callable[[str], None] = lambda _message: None
+    ) -> None:
         self.settings = settings
         self.options = options
+        self.notify = notify
         self.dropped_here = 0
         self.dropped_by_broker = 0
         self.undecodable = 0
@@ -91,32 +96,45 @@ class Tail:
 
     def _run(self) -> None:
         try:
-            with Broker(self.settings) as broker:
+            with Broker(self.settings, self.notify) as broker:
                 declare_topology(broker, topology_of(self.settings))
-                channel = broker.channel()
-                try:
-                    counter = declare_counter_queue(broker, channel, 100_000)
-                    name = declare_tail_queue(
-                        broker,
-                        channel,
-                        self.settings.exchange,
-                        self.options.patterns,
-                        self.options.queue_messages,
-                        overflow_to=counter,
-                    )
-                except PermissionDenied as exc:
-                    raise PermissionDenied(
-                        "tail reads through a temporary queue of its own (server-named, amq.gen-...), which needs "
-                        f"configure permission on amq.gen-.* and write on it; {exc}"
-                    ) from exc
-                reader = QueueReader(broker, name, 0, auto_ack=True, channel=channel)
-                overflow = QueueReader(broker, counter, 0, auto_ack=True, channel=channel)
-                self._ready.set()
-                with translated(broker.url):
-                    self._pump(reader, overflow)
+                while not self._stop.is_set():
+                    try:
+                        self._session(broker)
+                    except BrokerUnreachable as exc:
+                        if not self._ready.is_set():
+                            raise  # not even started: the command reports it
+                        if self._stop.is_set():
+                            return
+                        broker.recover(exc, self._stop.is_set)
+                        self.notify("reconnected; tailing again (records published meanwhile are not shown)")
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports it
             self._error = exc
             self._ready.set()
+
+    def _session(self, broker: Broker) -> None:
+        """Declare the temporary queues on this connection and read them until stopped or it is lost."""
+        channel = broker.channel()
+        try:
+            counter = declare_counter_queue(broker, channel, 100_000)
+            name = declare_tail_queue(
+                broker,
+                channel,
+                self.settings.exchange,
+                self.options.patterns,
+                self.options.queue_messages,
+                overflow_to=counter,
+            )
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                "tail reads through a temporary queue of its own (server-named, amq.gen-...), which needs "
+                f"configure permission on amq.gen-.* and write on it; {exc}"
+            ) from exc
+        reader = QueueReader(broker, name, 0, auto_ack=True, channel=channel)
+        overflow = QueueReader(broker, counter, 0, auto_ack=True, channel=channel)
+        self._ready.set()
+        with translated(broker.url):
+            self._pump(reader, overflow)
 
     def _pump(self, reader: QueueReader, overflow: QueueReader) -> None:
         while not self._stop.is_set():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import os
 import signal
 import sys
@@ -268,5 +269,8 @@ def main_options(
     """
     _state["debug"] = debug
     _state["quiet"] = quiet
+    # py-amqp warns through logging of frames it ignores on a channel being replaced after
+    # a failover; logctl's own notices say what happened. --debug shows them.
+    logging.getLogger("amqp").setLevel(logging.DEBUG if debug else logging.ERROR)
     _state["context"] = context
     _state["tls"] = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file, "insecure": insecure}

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logctl.bench import BenchMode, BenchOptions, BenchResult, Counters, run_bench
-from logctl.cli.app import ConfigOpt, OutputOpt, UrlOpt, app, edge, settings_from
+from logctl.cli.app import ConfigOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
 from logctl.errors import ConfigError
 from logctl.render import OutputMode, print_table, resolve_mode, stderr_console, write_json_lines
 from logctl.units import parse_duration
@@ -48,7 +48,7 @@ def _run(options: BenchOptions, output: OutputMode, url: str | None, config: Pat
                     Text(f"{options.mode}: {seconds:5.1f}s  {rate:,.0f} msg/s  consumed {c.consumed:,}"), refresh=True
                 )
 
-        result = run_bench(settings, options, tick)
+        result = run_bench(settings, options, tick, notify)
     _render(result, output)
 
 

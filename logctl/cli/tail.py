@@ -56,7 +56,7 @@ def tail_cmd(
     tune_gc_for_throughput()
     stop = StopFlag().install()
     shown = 0
-    with Tail(settings, TailOptions(tuple(patterns))) as tail:
+    with Tail(settings, TailOptions(tuple(patterns)), notify) as tail:
         for batch in tail.batches():
             if count is not None:
                 batch = batch[: count - shown]

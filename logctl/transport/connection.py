@@ -136,6 +136,10 @@ def translate(exc: BaseException, url: str) -> LogctlError:
             f"broker at {where} refused a declaration: {exc.reply_text} (it exists with other arguments: "
             "use it under another name, or have its owner delete it)"
         )
+    if isinstance(exc, amqp.exceptions.InternalError) and "nodedown" in str(exc.reply_text):
+        # a cluster node answering for a queue whose leader just died (541 ... nodedown):
+        # it closed this connection, and one opened after the election works again
+        return BrokerUnreachable(f"lost the connection to {where}: {exc.reply_text}")
     if isinstance(exc, amqp.exceptions.RecoverableConnectionError):
         # CONNECTION_FORCED (a broker shutting down, an operator's close_connection) and
         # the like: the connection is gone but a new one may work, as after a dropped socket.
