@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test check lint unit broker services test-tools docs install clean
+.PHONY: demo test check lint unit broker services test-tools docs install clean cluster
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 
 broker:
 	@scripts/ensure-broker
+
+cluster:  ## three RabbitMQ nodes beside the system broker (scripts/cluster down stops them)
+	@scripts/cluster up
 
 services:
 	@scripts/ensure-services

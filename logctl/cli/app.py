@@ -148,7 +148,7 @@ UrlOpt = Annotated[
     str | None,
     typer.Option(
         "--url",
-        help="Broker URL (env LOGCTL_URL). Default amqp://guest:guest@localhost:5672//",
+        help="Broker URL, or several joined by ; to fail over (env LOGCTL_URL). Default amqp://guest:guest@localhost:5672//",
         rich_help_panel="Broker and state",
     ),
 ]
