@@ -13,8 +13,8 @@ from logctl.records import EPOCH, MAX_MICROS, MICROSECOND, MIN_MICROS, Level
 
 _LEVEL_WORDS: dict[str, Level] = {}
 for _level, _words in {
-    Level.TRACE: "trace trc finest finer verbose",
-    Level.DEBUG: "debug dbg dbug debug1 debug2 debug3 debug4 debug5 fine config d",
+    Level.TRACE: "trace trc finest finer verbose vrb",
+    Level.DEBUG: "debug dbg dbug debug1 debug2 debug3 debug4 debug5 fine config d d1 d2 d3 d4 d5",
     Level.INFO: "info inf information informational notice note log default i n",
     Level.WARN: "warn warning wrn wrng warnings w",
     Level.ERROR: "error err eror erro errors severe e",
@@ -31,9 +31,21 @@ SYSLOG_SEVERITY = (Level.FATAL, Level.FATAL, Level.FATAL, Level.ERROR, Level.WAR
 _LEVEL_AS_WRITTEN = {form: level for word, level in _LEVEL_WORDS.items() for form in (word, word.upper(), word.title())}
 
 
+_OFFSET = re.compile(r"([A-Za-z]+)[+-]\d+")
+
+
 def level_from_word(word: str) -> Level | None:
-    """Return the Level a logger meant by ``word`` (any case, synonyms and abbreviations)."""
-    return _LEVEL_AS_WRITTEN.get(word) or _LEVEL_WORDS.get(word.strip().lower())
+    """Return the Level a logger meant by ``word`` (any case, synonyms and abbreviations).
+
+    Go's slog writes a level between two named ones as an offset (``WARN+2``, ``DEBUG-4``):
+    it is the level it is offset from.
+    """
+    found = _LEVEL_AS_WRITTEN.get(word) or _LEVEL_WORDS.get(word.strip().lower())
+    if found is None and ("+" in word or "-" in word):
+        offset = _OFFSET.fullmatch(word.strip())
+        if offset:
+            return _LEVEL_WORDS.get(offset.group(1).lower())
+    return found
 
 
 def level_from_number(number: int) -> Level:
@@ -51,17 +63,32 @@ def level_from_number(number: int) -> Level:
     return Level.TRACE
 
 
-def level_from_value(value: object) -> Level | None:
-    """Return the Level of a JSON/logfmt level value: a word or a pino number."""
+def level_from_severity_number(number: int) -> Level:
+    """Return the Level of an OpenTelemetry SeverityNumber (1-4 TRACE ... 21-24 FATAL)."""
+    levels = (Level.TRACE, Level.DEBUG, Level.INFO, Level.WARN, Level.ERROR, Level.FATAL)
+    return levels[min(max(number - 1, 0) // 4, 5)]
+
+
+def level_from_value(value: object, key: str = "") -> Level | None:
+    """Return the Level of a JSON/logfmt level value: a word, or a number of its scheme.
+
+    Numbers 0..7 are syslog severities (journald's PRIORITY, GELF's level), 10 and up
+    pino/bunyan levels; under an OpenTelemetry key (``severity_number``) the 1..24 scale.
+    """
     if isinstance(value, str):
         found = level_from_word(value)
         if found is None and value.isdigit():
-            return level_from_number(int(value))
+            return level_from_value(int(value), key)
         return found
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return level_from_number(int(value))
+        number = int(value)
+        if key in _SEVERITY_NUMBER_KEYS:
+            return level_from_severity_number(number)
+        if 0 <= number <= 7:
+            return SYSLOG_SEVERITY[number]
+        return level_from_number(number)
     return None
 
 
@@ -151,6 +178,8 @@ def micros_from_value(value: object) -> int | None:
     """Return the time, in microseconds, of a JSON timestamp value: ISO string, epoch number,
     or GCP {seconds, nanos}."""
     if isinstance(value, str):
+        if value[2:3] == "/" and value[6:7] == "/":  # nginx's $time_local: 27/Nov/2026:11:32:10 +0000
+            return _micros_from_clf(value)
         if value[:1].isdigit() and (value[4:5] == "-" or not value.replace(".", "", 1).isdigit()):
             return micros_from_iso(value)
         try:
@@ -161,11 +190,35 @@ def micros_from_value(value: object) -> int | None:
         return None
     if isinstance(value, int | float):
         return micros_from_epoch(float(value))
-    if isinstance(value, dict) and "seconds" in value:
-        try:
+    if isinstance(value, dict):
+        return _micros_from_object(value)
+    return None
+
+
+_CLF = re.compile(r"(\d\d)/([A-Za-z]{3})/(\d{4}):(\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)")
+
+
+def _micros_from_clf(text: str) -> int | None:
+    found = _CLF.fullmatch(text)
+    if found is None:
+        return None
+    day, month, year, clock, hours, minutes = found.groups()
+    number = month_number(month)
+    return micros_from_iso(f"{year}-{number:02d}-{day}T{clock}{hours}:{minutes}") if number else None
+
+
+def _micros_from_object(value: dict[str, Any]) -> int | None:
+    """A time object: protobuf/GCP ``{seconds, nanos}``, log4j2's ``{epochSecond, nanoOfSecond}``,
+    MongoDB's ``{"$date": ...}``."""
+    try:
+        if "seconds" in value:
             return micros_from_epoch(float(value["seconds"]) + float(value.get("nanos", 0)) / 1e9)
-        except (TypeError, ValueError):
-            return None
+        if "epochSecond" in value:
+            return micros_from_epoch(float(value["epochSecond"]) + float(value.get("nanoOfSecond", 0)) / 1e9)
+    except (TypeError, ValueError):
+        return None
+    if "$date" in value:
+        return micros_from_value(value["$date"])
     return None
 
 
@@ -204,12 +257,81 @@ class Parsed(msgspec.Struct):
     # Whether a text format (not JSON or logfmt) took the line: with a time, its record
     # takes the unrecognised lines below it (a stack trace, a wrapped message).
     text: bool = False
+    # A header line whose level is on the line below (java.util.logging's two-line records):
+    # a ``LEVEL: message`` line right after it completes this record instead of starting one.
+    awaits_level: bool = False
 
 
-TIME_KEYS = ("@timestamp", "timestamp", "time", "ts", "t", "date", "datetime", "asctime", "@t", "eventTime")
-LEVEL_KEYS = ("level", "lvl", "severity", "levelname", "loglevel", "log.level", "level_name", "@l", "log_level")
-MESSAGE_KEYS = ("msg", "message", "textPayload", "@m", "text", "log.message", "event")
-SERVICE_KEYS = ("service", "service.name", "service_name", "app", "application", "appname", "app_name")
+TIME_KEYS = (
+    "@timestamp",
+    "timestamp",
+    "time",
+    "ts",
+    "t",
+    "date",
+    "datetime",
+    "asctime",
+    "@t",
+    "eventTime",
+    "instant",  # log4j2 JsonLayout
+    "__REALTIME_TIMESTAMP",  # journalctl -o json
+    "time_local",
+    "start_time",  # Envoy's JSON access log
+    "Timestamp",
+    "timeMillis",
+    "timeUnixNano",  # OpenTelemetry
+    "time_iso8601",  # nginx
+    "requestReceivedTimestamp",  # Kubernetes audit events
+)
+LEVEL_KEYS = (
+    "level",
+    "lvl",
+    "severity",
+    "levelname",
+    "loglevel",
+    "log.level",
+    "level_name",
+    "@l",
+    "log_level",
+    "severity_text",
+    "SeverityText",
+    "PRIORITY",  # journald (syslog severity)
+    "Level",
+    "LogLevel",  # Microsoft.Extensions.Logging
+    "severityText",
+    "severity_number",
+    "SeverityNumber",
+    "severityNumber",
+    "s",  # MongoDB 4.4+
+    "at",  # Heroku's router (only a level word is taken: anything else stays an attr)
+)
+MESSAGE_KEYS = (
+    "msg",
+    "message",
+    "textPayload",
+    "@m",
+    "text",
+    "log.message",
+    "event",
+    "MESSAGE",  # journald
+    "short_message",  # GELF
+    "Message",
+    "body",
+    "Body",
+    "@mt",  # Serilog's compact JSON: the message template, when no rendered @m
+)
+SERVICE_KEYS = (
+    "service",
+    "service.name",
+    "service_name",
+    "app",
+    "application",
+    "appname",
+    "app_name",
+    "SYSLOG_IDENTIFIER",  # journald
+    "serviceName",
+)
+_SEVERITY_NUMBER_KEYS = frozenset(("severity_number", "SeverityNumber", "severityNumber"))
 TRACE_KEYS = (
     "trace_id",
     "traceId",
@@ -221,6 +343,7 @@ TRACE_KEYS = (
     "logging.googleapis.com/trace",
     "traceparent",
     "trace",
+    "@tr",  # Serilog's compact JSON
 )
 
 
@@ -251,6 +374,11 @@ def _take_nested(obj: dict[str, Any], outer: str, inner: str) -> Any:
     return None
 
 
+def is_trace_key(key: str) -> bool:
+    """Whether ``key`` names a trace id whatever its case and separators (``TRACE_ID``, ``trace-id``, ``TraceId``)."""
+    return key.lower().replace("_", "").replace("-", "").replace(".", "") == "traceid"
+
+
 def _roles_of(obj: dict[str, Any]) -> dict[str, tuple[int, str]]:
     """One pass over the keys: for each role, the best-ranked key present."""
     found: dict[str, tuple[int, str]] = {}
@@ -259,7 +387,27 @@ def _roles_of(obj: dict[str, Any]) -> dict[str, tuple[int, str]]:
         current = found.get(role)
         if current is None or rank < current[0]:
             found[role] = (rank, key)
+    for key in obj:
+        if key[:1] == "@" and key[1:] in _ROLES and key not in _ROLES:  # hclog: @level, @message
+            role, rank = _ROLES[key[1:]]
+            if role not in found:
+                found[role] = (rank, key)
+    if "trace" not in found:
+        other = next((k for k in obj if is_trace_key(k)), None)
+        if other is not None:
+            found["trace"] = (len(TRACE_KEYS), other)
     return found
+
+
+def _inner_trace_key(value: object) -> str | None:
+    if isinstance(value, dict):
+        return next((k for k in value if is_trace_key(k) or k == "traceparent"), None)
+    return None
+
+
+def _nested_trace_key(obj: dict[str, Any]) -> str | None:
+    """The key of the object one level down that holds a trace id (``{"span": {"traceId": ...}}``)."""
+    return next((outer for outer, value in obj.items() if _inner_trace_key(value) is not None), None)
 
 
 # Keys under which a record's level, service or trace id may be nested (ECS, GCP, pino).
@@ -276,9 +424,14 @@ class _Plan:
     trace: str | None
     message: str | None
     nesting: bool  # whether a nested level, service or trace id must be looked for
+    # the key whose object held a trace id one level down in the first object of these
+    # keys: a logger writes the same shape on every line, so it is looked for there
+    nested_trace: str | None = None
+    status: str | None = None  # an HTTP status, for the level of a JSON access log that has none
 
 
 _PLANS: dict[tuple[str, ...], _Plan] = {}
+_STATUS_KEYS = ("status", "status_code", "statusCode", "http_status", "response_code")
 
 
 def _plan_of(obj: dict[str, Any]) -> _Plan:
@@ -296,6 +449,8 @@ def _plan_of(obj: dict[str, Any]) -> _Plan:
             roles.get("trace"),
             roles.get("message"),
             not _NESTING_KEYS.isdisjoint(keys),
+            None if "trace" in roles else _nested_trace_key(obj),
+            None if "level" in roles else next((k for k in _STATUS_KEYS if k in obj), None),
         )
         if len(_PLANS) >= 4096:
             _PLANS.clear()
@@ -310,23 +465,28 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     """
     plan = _plan_of(obj)
     level = micros = service = trace_id = message = None
+    numbered = False  # a numeric level: pino and bunyan write one
     if plan.level is not None:
-        level = level_from_value(obj[plan.level])
+        numbered = isinstance(obj[plan.level], int)
+        level = level_from_value(obj[plan.level], plan.level)
         if level is not None:
             del obj[plan.level]
     elif plan.nesting and isinstance(obj.get("log"), dict):
         level = level_from_value(_take_nested(obj, "log", "level"))
+    if level is None and plan.status is not None:
+        level = _level_of_status(obj[plan.status])
     if plan.time is not None:
         micros = micros_from_value(obj[plan.time])
         if micros is not None:
             del obj[plan.time]
     if plan.service is not None:
         value = obj[plan.service]
-        if isinstance(value, str) and value:
+        # a name, not a measure: Heroku's router writes service=18ms (the time it took)
+        if isinstance(value, str) and value and not value[0].isdigit():
             service = value
             del obj[plan.service]
     if service is None and plan.nesting:
-        service = _nested_service(obj)
+        service = _nested_service(obj, numbered)
     if plan.trace is not None:
         trace_id = trace_from_value(plan.trace, obj[plan.trace])
         if trace_id is not None:
@@ -334,6 +494,10 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     if trace_id is None and plan.nesting and isinstance(obj.get("trace"), dict):
         nested = _take_nested(obj, "trace", "id")
         trace_id = str(nested) if nested is not None else None
+    if trace_id is None and plan.nested_trace is not None:
+        inner = _inner_trace_key(obj.get(plan.nested_trace))
+        if inner is not None:
+            trace_id = trace_from_value(inner, _take_nested(obj, plan.nested_trace, inner))
     if plan.message is not None:
         value = obj[plan.message]
         if isinstance(value, str):
@@ -342,14 +506,24 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     return Parsed(raw if message is None else message, level, micros, service, trace_id, obj)
 
 
-def _nested_service(obj: dict[str, Any]) -> str | None:
+def _level_of_status(value: object) -> Level | None:
+    """The level of an access log's HTTP status (a number, or its digits as text); it stays in attrs."""
+    if isinstance(value, str) and len(value) == 3 and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return level_from_http_status(value)
+    return None
+
+
+def _nested_service(obj: dict[str, Any], numbered: bool) -> str | None:
     """ECS ``service.name``, GCP ``serviceContext.service``, or pino/bunyan's ``name``."""
     for outer, inner in (("service", "name"), ("serviceContext", "service")):
         if isinstance(obj.get(outer), dict):
             value = _take_nested(obj, outer, inner)
             if isinstance(value, str) and value:
                 return value
-    if "v" in obj and "pid" in obj and "hostname" in obj and isinstance(obj.get("name"), str):
+    # pino and bunyan: the logger's name, beside a numeric level or the pid and hostname they add
+    if isinstance(obj.get("name"), str) and obj["name"] and (numbered or "pid" in obj or "hostname" in obj):
         name: str = obj.pop("name")
         return name
     return None

@@ -37,9 +37,10 @@ _LOGFMT_PAIR = re.compile(r'([A-Za-z_@][\w.@/-]*)=("[^"\\]*(?:\\.[^"\\]*)*"|\S*)
 # the fields as they are, with no pass in Python to unquote them (a logfmt line: -0.5 us).
 _LOGFMT_PAIR_PLAIN = re.compile(r'([A-Za-z_@][\w.@/-]*)="?((?<=")[^"]*(?=")|(?<!")\S*)"?')
 _NOT_LOGFMT = frozenset("0123456789<[")  # first characters no logfmt key has: skip its regex
-_LOGFMT_MARKERS = frozenset(("level", "lvl", "msg", "message", "time", "ts", "severity"))
+_LOGFMT_MARKERS = frozenset(("level", "lvl", "msg", "message", "time", "ts", "severity", "at"))
 # First characters of lines that are never parsed alone: they continue the record above.
 _CONTINUATION_FIRST = frozenset((" ", "\t", ""))
+_CRI = re.compile(r"(?P<ts>\d{4}-\d\d-\d\dT\S+) (?P<stream>stdout|stderr) (?P<tag>[FP]) (?P<line>.*)", re.DOTALL)
 _TEXT_TRACE = re.compile(r"\b(?:trace_?id|traceId|trace\.id)[=:]\s*\"?([0-9A-Za-z-]{8,64})")
 
 
@@ -131,6 +132,13 @@ class LineParser:
                 for i in group:
                     found[i] = parse(lines[i])
         for line, parsed, (start, end) in zip(lines, found, pairwise(bounds), strict=True):
+            if (
+                parsed is not None
+                and self._parsed is not None
+                and self._parsed.awaits_level
+                and self._take_level_line(parsed, end)
+            ):
+                continue
             if parsed is None:
                 if self._parsed is not None and (self._headed or line[:1] in _CONTINUATION_FIRST or not line.strip()):
                     more = self._more
@@ -154,6 +162,17 @@ class LineParser:
             self._headed = headed
             self._flags = flags
 
+    def _take_level_line(self, parsed: Parsed, end: int) -> bool:
+        """The ``LEVEL: message`` line under a header that awaits it completes that record."""
+        header = self._parsed
+        assert header is not None
+        header.awaits_level = False
+        if parsed.micros is not None or parsed.level is None or self._more:
+            return False
+        header.level, header.message = parsed.level, parsed.message
+        self._end = end
+        return True
+
     def starts_record(self, line: str) -> bool:
         """Whether ``line`` begins a new record whatever came before it (it never continues one)."""
         return line[:1] not in _CONTINUATION_FIRST and self._parse(line) is not None
@@ -164,6 +183,10 @@ class LineParser:
 
     def _parse(self, line: str) -> Parsed | None:
         first = line[0]
+        if "0" <= first <= "9" and (" stdout " in line[:48] or " stderr " in line[:48]):
+            cri = _CRI.match(line)
+            if cri is not None:
+                return self._parse_cri(cri)
         if first == "{":
             parsed = self._parse_json(line)
             if parsed is not None:
@@ -200,6 +223,18 @@ class LineParser:
         if isinstance(inner, str) and "stream" in obj:
             return self._parse_docker(obj, inner.rstrip("\r\n"))
         return parsed_from_mapping(obj, line)
+
+    def _parse_cri(self, cri: re.Match[str]) -> Parsed:
+        """The CRI log format (containerd, CRI-O): ``<RFC 3339 time> <stream> <F|P> <line>``."""
+        inner = cri.group("line")
+        parsed = (self._parse(inner) if inner and inner[0] not in " \t" else None) or Parsed(inner)
+        parsed.attrs["stream"] = cri.group("stream")
+        if cri.group("tag") == "P":
+            parsed.attrs["partial"] = True  # the runtime split a long line: the rest follows
+        if parsed.micros is None:
+            parsed.micros = micros_from_value(cri.group("ts"))
+        parsed.text = True
+        return parsed
 
     def _parse_docker(self, wrapper: dict[str, Any], inner: str) -> Parsed:
         """Docker's json-file driver: the real line is inside ``log``."""

@@ -88,7 +88,7 @@ _RFC3164 = re.compile(
 )
 # rsyslog's high-precision file format: ISO time, host, tag.
 _SYSLOG_ISO = re.compile(
-    r"(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (?P<host>\S+) "
+    r"(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) (?P<host>\S+) "
     r"(?P<app>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)",
     re.DOTALL,
 )
@@ -156,15 +156,26 @@ def _build_3164(m: re.Match[str]) -> Parsed | None:
         attrs["host"] = host
     if pid is not None:
         attrs["pid"] = pid
-    level = _pri(pri, attrs)
+    level = _pri(pri, attrs) or _level_said(msg)
     return Parsed(msg, level, _micros_without_year(mon, day, clock), app, None, attrs)
+
+
+# What a syslog message without a PRI says of itself: "warning: ...", "error: ..." (Postfix,
+# sshd, the kernel's "WARNING:"). Its case and a colon right after: prose rarely starts so.
+_SAID = re.compile(r"(?i:(warning|warn|error|err|fatal|panic|critical|crit|notice|info|debug)):\s")
+
+
+def _level_said(msg: str) -> Level | None:
+    found = _SAID.match(msg)
+    return level_from_word(found.group(1)) if found is not None else None
 
 
 def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
     if level_from_word(m.group("host")) is not None:
         return None  # "<time> ERROR app: ..." is an application line, not syslog
     attrs = _syslog_attrs(m, "host", "pid")
-    return Parsed(m.group("msg"), None, micros_from_iso(m.group("ts")), m.group("app"), None, attrs)
+    msg = m.group("msg")
+    return Parsed(msg, _level_said(msg), micros_from_iso(m.group("ts")), m.group("app"), None, attrs)
 
 
 # --- web servers -------------------------------------------------------------------------
@@ -318,18 +329,26 @@ _TS = (
 )
 # Timestamp first, level among the next few words: Python logging, logback/log4j, Spring Boot, Go.
 _ANY_CASE_LEVEL = f"{_LEVEL_INITIAL}(?P<level>{_LEVEL_WORD}|(?i:{_LEVEL_WORD}))"
+# The words before the level are a thread or logger, never a sentence's start ("http: TLS
+# handshake error" is Go's log, whose lines have no level); NLog separates with pipes.
 _TS_LEVEL = re.compile(
     _TS
-    + r"\s+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?"
+    + r"(?:\s+|\|)(?:UTC\s+)?(?P<pre>(?:[^\s]*[^\s:]\s+){0,3}?)\[?"
     + _ANY_CASE_LEVEL
-    + r"\]?(?::|\s|$)\s*(?:[-|]\s+)?(?P<msg>.*)",
+    + r"\]?(?::|\s|$|\|)\s*(?:[-|]\s+)?(?P<msg>.*)",
     re.DOTALL,
 )
 # Timestamp and message, no level word.
 _TS_ONLY = re.compile(_TS + r"\s+(?P<msg>.*)", re.DOTALL)
-# Level first: Python's basicConfig (``WARNING:root:msg``), ``[ERROR] msg``, ``ERROR: msg``.
+# Level first: Python's basicConfig (``WARNING:root:msg``), ``[ERROR] msg``, ``ERROR: msg``;
+# and in any case a level word in brackets (``[warn] msg``) or before a colon (``Warning: msg``,
+# PHP's ``PHP Fatal error:  msg``): such a line starts a record, it never continues one.
+_ANY_LEVEL_WORD = r"(?i:" + _LEVEL_WORD + r"|information|verbose|notice)"
 _LEVEL_FIRST = re.compile(
-    r"\[?(?P<level>" + _LEVEL_WORD + r")\]?(?::(?P<logger>[\w.]+):|:?\s+)(?P<msg>.*)",
+    r"(?:\[?(?P<level>" + _LEVEL_WORD + r")\]?(?::(?P<logger>[\w.]+):|:?\s+)"
+    r"|\[(?P<bracketed>" + _ANY_LEVEL_WORD + r")\]:?\s*"
+    r"|(?P<colon>(?:PHP )?(?P<word>" + _ANY_LEVEL_WORD + r")(?: error)?):\s+)"
+    r"(?P<msg>.*)",
     re.DOTALL,
 )
 _LOGGER_AFTER = re.compile(r"(?P<logger>[\w$]+(?:\.[\w$]+)+)\s*(?:-|:)\s+(?P<msg>.*)", re.DOTALL)
@@ -337,12 +356,12 @@ _SPRING = re.compile(r"(?P<pid>\d+) --- \[\s*(?P<thread>[^\]]*)\] (?P<logger>\S+
 
 
 def _text_micros(ts: str | None, clock: str | None) -> int | None:
-    if ts:
-        if "/" in ts or " Z" in ts:
-            ts = ts.replace("/", "-").replace(" Z", "Z")
-        return micros_from_iso(ts)
-    assert clock is not None  # the regex matched one of the two
-    return _micros_of_day(clock)
+    if clock:  # _TS's group ts holds the clock too when only a time of day is written
+        return _micros_of_day(clock)
+    assert ts is not None  # the regex matched one of the two
+    if "/" in ts or " Z" in ts:
+        ts = ts.replace("/", "-").replace(" Z", "Z")
+    return micros_from_iso(ts)
 
 
 def _split_logger(msg: str, attrs: dict[str, object]) -> str:
@@ -379,11 +398,127 @@ def _build_ts_only(m: re.Match[str]) -> Parsed | None:
     return None if ts is None else Parsed(m.group("msg"), None, ts, None, None, {})
 
 
+# After the level, a thread and the time: Cassandra's "INFO  [main] 2026-11-27 11:32:10,123 ...".
+_THEN_TS = re.compile(
+    r"(?:\[(?P<thread>[^\]]*)\]\s+)?(?P<ts>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s+"
+    r"(?P<msg>.*)",
+    re.DOTALL,
+)
+
+
 def _build_level_first(m: re.Match[str]) -> Parsed | None:
     attrs: dict[str, object] = {}
     if m.group("logger"):
         attrs["logger"] = m.group("logger")
-    return Parsed(m.group("msg"), level_from_word(m.group("level")), None, None, None, attrs)
+    if m.group("colon"):  # "Fatal error: ..." is a sentence: the whole line is its message
+        return Parsed(m.string, level_from_word(m.group("word")), None, None, None, attrs)
+    level = level_from_word(m.group("level") or m.group("bracketed"))
+    msg = m.group("msg")
+    then = _THEN_TS.match(msg) if msg[:1] in "[0123456789" else None
+    if then is not None:
+        micros = micros_from_iso(then.group("ts").replace(",", "."))
+        if micros is not None:
+            if then.group("thread"):
+                attrs["thread"] = then.group("thread")
+            return Parsed(then.group("msg"), level, micros, None, None, attrs)
+    return Parsed(msg, level, None, None, None, attrs)
+
+
+# --- more loggers: bracketed stamps, day-month-year stamps, two-line records ----------------
+
+_ISO_TS = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d))?"
+_PID_FIRST = re.compile(r"\[(?P<pid>\d+)\] (?P<rest>.*)", re.DOTALL)  # gunicorn: [pid] [LEVEL] message
+# "[<time>] ..." and "[<time> LEVEL target] ...": Kafka and ZooKeeper (log4j), Monolog,
+# Envoy's access log, PHP's error_log, Rust's env_logger.
+_BRACKET_TS = re.compile(
+    r"\[(?:(?P<ts>" + _ISO_TS + r")|(?P<day>\d\d)-(?P<mon>[A-Z][a-z]{2})-(?P<year>\d{4}) "
+    r"(?P<clock>\d\d:\d\d:\d\d)(?: (?P<zone>UTC|GMT))?)"
+    r"(?:\s+(?P<inlevel>" + _LEVEL_WORD + r")\s+(?P<target>[^\]\s]+))?\]"
+    r"\s+(?P<rest>.*)",
+    re.DOTALL,
+)
+_MONOLOG = re.compile(r"(?P<channel>[\w.-]+)\.(?P<level>[A-Z]+): (?P<msg>.*)", re.DOTALL)
+_REQUEST_STATUS = re.compile(r'"[A-Z]+ \S+ [^"]*" (?P<status>\d{3}) ')
+_WORD_FIRST = re.compile(r"(?P<level>" + _LEVEL_WORD + r")\s+(?P<msg>.*)", re.DOTALL)
+
+
+def _build_bracket_ts(m: re.Match[str]) -> Parsed | None:
+    ts, day, mon, year, clock, _zone, inlevel, target, rest = m.groups()
+    micros = _text_micros(ts.replace(",", ".").replace(" +", "+").replace(" -", "-"), None) if ts else None
+    if not ts:
+        micros = _micros_dmy(day, mon, year, clock)
+    if micros is None:
+        return None
+    attrs: dict[str, object] = {}
+    pid = _PID_FIRST.match(rest)
+    if pid is not None:
+        attrs["pid"] = int(pid.group("pid"))
+        rest = pid.group("rest")
+    if inlevel:  # env_logger: [time LEVEL target] message
+        attrs["target"] = target
+        return Parsed(rest, level_from_word(inlevel), micros, None, None, attrs)
+    for regex in (_MONOLOG, _WORD_FIRST):
+        found = regex.match(rest)
+        if found is not None and level_from_word(found.group("level")) is not None:
+            if regex is _MONOLOG:
+                attrs["channel"] = found.group("channel")
+            return Parsed(found.group("msg"), level_from_word(found.group("level")), micros, None, None, attrs)
+    request = _REQUEST_STATUS.match(rest)
+    if request is not None:  # an access log line: its level comes from its status
+        status = int(request.group("status"))
+        attrs["status"] = status
+        return Parsed(rest, level_from_http_status(status), micros, None, None, attrs)
+    leading = _LEVEL_FIRST.match(rest)  # PHP's "PHP Fatal error:  ..."
+    first = _build_level_first(leading) if leading is not None else None
+    return Parsed(rest, first.level if first is not None else None, micros, None, None, attrs)
+
+
+_check_groups(_BRACKET_TS, "ts", "day", "mon", "year", "clock", "zone", "inlevel", "target", "rest")
+
+# "[11:32:10 INF] message": Serilog's console sink (time of day, three-letter level).
+_BRACKET_CLOCK = re.compile(
+    r"\[(?P<clock>\d\d:\d\d:\d\d(?:[.,]\d+)?) (?P<level>[A-Za-z]{3,5})\] (?P<msg>.*)", re.DOTALL
+)
+
+
+def _build_bracket_clock(m: re.Match[str]) -> Parsed | None:
+    level = level_from_word(m.group("level"))
+    if level is None:
+        return None
+    return Parsed(m.group("msg"), level, _micros_of_day(m.group("clock")), None, None, {})
+
+
+# "27-Nov-2026 11:32:10.123 INFO [main] ...": Tomcat's OneLineFormatter.
+_DMY_LEVEL = re.compile(
+    r"(?P<day>\d\d)-(?P<mon>[A-Z][a-z]{2})-(?P<year>\d{4}) (?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?) "
+    r"(?P<level>[A-Z]+) (?:\[(?P<thread>[^\]]*)\] )?(?P<msg>.*)",
+    re.DOTALL,
+)
+
+
+def _build_dmy_level(m: re.Match[str]) -> Parsed | None:
+    level = level_from_word(m.group("level"))
+    micros = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    if level is None or micros is None:
+        return None
+    attrs: dict[str, object] = {"thread": m.group("thread")} if m.group("thread") else {}
+    return Parsed(m.group("msg"), level, micros, None, None, attrs)
+
+
+# "Nov 27, 2026 11:32:10 AM com.example.Main run": java.util.logging's first line; the
+# level and message follow on the next line ("WARNING: ...").
+_JUL_HEADER = re.compile(
+    r"(?P<mon>[A-Z][a-z]{2}) (?P<day>\d{1,2}), (?P<year>\d{4}) (?P<hour>\d{1,2}):(?P<rest>\d\d:\d\d) "
+    r"(?P<ampm>[AP]M) (?P<source>\S+(?: \S+)?)$"
+)
+
+
+def _build_jul_header(m: re.Match[str]) -> Parsed | None:
+    hour = int(m.group("hour")) % 12 + (12 if m.group("ampm") == "PM" else 0)
+    micros = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), f"{hour:02d}:{m.group('rest')}")
+    if micros is None:
+        return None
+    return Parsed(m.string, None, micros, None, None, {"source": m.group("source")}, awaits_level=True)
 
 
 TEXT_PARSERS: tuple[TextFormat, ...] = (
@@ -397,6 +532,10 @@ TEXT_PARSERS: tuple[TextFormat, ...] = (
     TextFormat("klog", _KLOG, _build_klog),
     TextFormat("ruby", _RUBY, _build_ruby),
     TextFormat("syslog_iso", _SYSLOG_ISO, _build_syslog_iso),
+    TextFormat("bracket_ts", _BRACKET_TS, _build_bracket_ts),
+    TextFormat("bracket_clock", _BRACKET_CLOCK, _build_bracket_clock),
+    TextFormat("dmy_level", _DMY_LEVEL, _build_dmy_level),
+    TextFormat("jul", _JUL_HEADER, _build_jul_header),
     TextFormat("ts_level", _TS_LEVEL, _build_ts_level),
     TextFormat("level_first", _LEVEL_FIRST, _build_level_first),
     TextFormat("ts_only", _TS_ONLY, _build_ts_only),
@@ -415,8 +554,12 @@ _SHAPES = {
     "klog": ("U",),
     "ruby": ("U",),
     "syslog_iso": ("d-",),
+    "bracket_ts": ("[",),
+    "bracket_clock": ("[",),
+    "dmy_level": ("d",),
+    "jul": ("U",),
     "ts_level": ("d-", "d/", "d"),
-    "level_first": ("[", "U"),
+    "level_first": ("[", "U", "o"),
     "ts_only": ("d-", "d/", "d"),
 }
 

@@ -108,7 +108,8 @@ FORMAT_EXAMPLES = [
     # timestamp and message, no level word
     ("2026-11-27 11:32:10,123 just a message", "INFO", "svc", "just a message", None),
     # rsyslog's high-precision file format
-    ("2026-11-27T11:32:10.123+00:00 host1 sshd[7]: error: refused", "INFO", "sshd", "error: refused", None),
+    # sshd's error() writes "error: ": the message says its level
+    ("2026-11-27T11:32:10.123+00:00 host1 sshd[7]: error: refused", "ERROR", "sshd", "error: refused", None),
 ]
 
 
@@ -247,3 +248,65 @@ def test_malformed_json_is_kept_as_text() -> None:
 def test_syslog_3164_stamps_get_this_year_or_last(stamp: tuple[str, str, str], now: datetime, year: int | None) -> None:
     micros = micros_without_year_at(*stamp, now)
     assert (None if micros is None else (EPOCH + timedelta(microseconds=micros)).year) == year
+
+
+# --- the fault classes of the issue "Understand what real systems write" ------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"level":30,"time":1700000000000,"pid":1,"hostname":"h","name":"api","msg":"x"}',  # pino
+        '{"level":30,"time":1700000000000,"name":"api","msg":"x"}',  # pino with base: null
+        '{"name":"api","hostname":"h","pid":1,"level":30,"msg":"x","time":"2012-02-08T22:56:52.856Z","v":0}',
+    ],
+)
+def test_pino_and_bunyan_name_is_the_service_when_none_is_given(line: str) -> None:
+    assert one(line).service == "api"
+    assert one(line.replace('"name":"api"', '"name":"api","service":"billing"')).service == "billing"
+
+
+@pytest.mark.parametrize(
+    ("word", "level"),
+    [("WARN+2", Level.WARN), ("DEBUG-4", Level.DEBUG), ("ERROR+1", Level.ERROR), ("INFO+3", Level.INFO)],
+)
+def test_slog_offset_levels_are_the_level_they_are_offset_from(word: str, level: Level) -> None:
+    assert one(f'{{"level":"{word}","msg":"x"}}').level is level
+    assert one(f"time=2026-11-27T11:32:10Z level={word} msg=x").level is level
+
+
+@pytest.mark.parametrize("key", ["trace_id", "traceId", "TraceId", "traceID", "trace-id", "TRACE_ID", "Trace.Id"])
+def test_trace_id_keys_match_whatever_their_case_and_separator(key: str) -> None:
+    assert one(f'{{"msg":"x","{key}":"4bf92f3577b34da6"}}').trace_id == "4bf92f3577b34da6"
+    assert one(f'{{"msg":"x","span":{{"{key}":"4bf92f3577b34da6"}}}}').trace_id == "4bf92f3577b34da6"
+    assert one(f"level=info msg=x {key}=4bf92f3577b34da6").trace_id == "4bf92f3577b34da6"
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("Fatal error: Allowed memory size exhausted", Level.FATAL),
+        ("Warning: disk almost full", Level.WARN),
+        ("ERROR: relation does not exist", Level.ERROR),
+        ("[warn] upstream slow", Level.WARN),
+        ("[Error] boom", Level.ERROR),
+        ("error: cannot open file", Level.ERROR),
+    ],
+)
+def test_a_level_word_with_a_colon_or_brackets_starts_a_record_of_its_own(line: str, level: Level) -> None:
+    records = parse_text(f"2026-11-27 11:32:10,123 INFO started\n{line}\n", "p", "svc")
+    assert [r.level for r in records] == [Level.INFO, level]
+
+
+def test_words_in_a_sentence_still_continue_the_record_above() -> None:
+    records = parse_text("2026-11-27 11:32:10,123 ERROR failed\nCaused by: java.io.IOException: gone\n", "p", "s")
+    assert len(records) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "level"),
+    [('"PRIORITY":"3"', Level.ERROR), ('"level":4', Level.WARN), ('"level":50', Level.ERROR),
+     ('"severityNumber":17', Level.ERROR), ('"severity_number":9', Level.INFO)],
+)  # fmt: skip
+def test_numeric_levels_are_read_by_their_scheme(value: str, level: Level) -> None:
+    assert one(f'{{"msg":"x",{value}}}').level is level
