@@ -136,6 +136,9 @@ class Settings:
     key_file: str = ""
     insecure: bool = False  # TLS without checking the broker's certificate: only when asked for
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))  # ship's parse workers
+    timezone: str = ""  # the zone of stamps that write none ("" = UTC)
+    formats: Mapping[str, Any] = field(default_factory=dict)  # user-defined formats: [formats.NAME] regex = ...
+    path_formats: Mapping[str, str] = field(default_factory=dict)  # glob -> format name, for ship
     context: str | None = None  # the config file's context these came from
     warnings: tuple[str, ...] = ()  # for the operator: a config file others can read holds a password
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -188,7 +191,26 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "key_file": lambda raw: str(Path(str(raw)).expanduser()),
     "insecure": _bool,
     "workers": lambda raw: max(0, int(str(raw))),
+    "timezone": lambda raw: _timezone(str(raw)),
+    "formats": lambda raw: _table(raw, "[formats.NAME] tables, each with regex = '...'"),
+    "path_formats": lambda raw: {str(k): str(v) for k, v in _table(raw, 'a table of "glob" = "format"').items()},
 }
+
+
+def _timezone(name: str) -> str:
+    from logctl.parsing.formats import zone_of  # the parsing package is not needed to read settings
+
+    try:
+        zone_of(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc).replace("unknown time zone", "unknown zone")) from exc
+    return name
+
+
+def _table(raw: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"must be {what}")
+    return dict(raw)
 
 
 def env_name(key: str) -> str:

@@ -37,6 +37,7 @@ from operator import itemgetter
 
 from logctl.codec import RowPacker
 from logctl.parsing import LineParser
+from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
 from logctl.records import ROW_LEVEL, ROW_SERVICE, routing_key
 from logctl.sources import Source
 
@@ -63,6 +64,8 @@ class BlockJob:
     service: str
     max_line_bytes: int
     serializer: str
+    parse: ParseOptions = DETECT
+    timezone: str = ""
 
     @property
     def end(self) -> int:
@@ -85,13 +88,13 @@ class BlockResult:
     rows: dict[str, tuple[bytes, array[int]]]
 
 
-def _lead_length(data: bytes, max_line_bytes: int) -> int:
+def _lead_length(data: bytes, max_line_bytes: int, options: ParseOptions = DETECT) -> int:
     """Return how many bytes of ``data`` come before its first line that surely starts a record.
 
     Lines that are too long, not UTF-8 or hold NUL bytes are never taken for that line:
     the source's parser handles them with their flags.
     """
-    probe = LineParser("", "")
+    probe = LineParser("", "", options=options)
     pos = 0
     while pos < len(data):
         newline = data.index(b"\n", pos)
@@ -108,13 +111,24 @@ def _lead_length(data: bytes, max_line_bytes: int) -> int:
     return len(data)
 
 
+_zone_in_use = [""]  # this worker's --timezone, set by the first job that names another
+
+
+def _use_timezone(name: str) -> None:
+    if name != _zone_in_use[0]:
+        set_timezone(name)
+        _zone_in_use[0] = name
+
+
 def parse_block(job: BlockJob) -> BlockResult:
     """Parse a block in a worker: the records between its lead and its last record, encoded."""
     data = job.data
-    lead = _lead_length(data, job.max_line_bytes)
+    _use_timezone(job.timezone)
+    lead = _lead_length(data, job.max_line_bytes, job.parse)
     if lead == len(data):
         return BlockResult(job.end, job.end, 0, {})
     src = Source(job.service, job.max_line_bytes)
+    src.parse_options = job.parse
     src.start_parser(job.prefix, job.base + lead)
     packer = RowPacker(job.serializer)
     key_of = itemgetter(ROW_SERVICE, ROW_LEVEL)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from logctl.config import Settings
 from logctl.delivery import Batcher, Output, Receipt
 from logctl.files import FileTracker, check_paths
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
+from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
 from logctl.ratelimit import TokenBucket
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.sources import FileSource, Source, StdinSource
@@ -62,6 +64,17 @@ class ShipOptions:
     checkpoint_interval_s: float = 1.0
     workers: int = 0  # processes that parse a large backlog; 0 = all in this process
     max_rate: float | None = None  # lines a second at most (a token bucket); parsed in this process then
+    parse: ParseOptions = DETECT  # --format (forced for every path) and the user-defined formats
+    path_formats: tuple[tuple[str, str], ...] = ()  # (glob, format) from the config, when no --format
+    timezone: str = ""  # the zone of stamps that write none; "" = UTC
+
+    def parse_options_for(self, path: str) -> ParseOptions:
+        """How ``path`` is parsed: --format, else the first config glob it matches, else detected."""
+        if self.parse.format is None:
+            for pattern, name in self.path_formats:
+                if fnmatch.fnmatch(path, pattern):
+                    return dataclasses.replace(self.parse, format=name)
+        return self.parse
 
 
 @dataclass(slots=True)
@@ -163,6 +176,7 @@ class Shipper:
         self._stop: Callable[[], bool] = lambda: False
         if "-" in options.paths:
             self.stdin = StdinSource(options.service or "stdin", options.max_line_bytes, options.source_id)
+            self.stdin.parse_options = options.parse_options_for("-")
             self._progress[self.stdin] = Progress(0)
 
     # --- the loop --------------------------------------------------------------------------
@@ -329,7 +343,10 @@ class Shipper:
                     continue
                 block = tail + memoryview(data)[:cut] if tail else data[:cut] if cut < len(data) else data
                 tail = data[cut:]
-                yield BlockJob(block, base, prefix, src.service, opts.max_line_bytes, opts.serializer)
+                yield BlockJob(
+                    block, base, prefix, src.service, opts.max_line_bytes, opts.serializer, src.parse_options,
+                    opts.timezone,
+                )  # fmt: skip
                 base += len(block)
 
         for job, result in self._pool.parse(jobs(), self.output.poll):
@@ -488,6 +505,7 @@ def ship(
     With ``intake`` an HTTP intake runs beside them (alone when there are no paths) until
     ``stop()``; it has a connection and a delivery thread of its own.
     """
+    set_timezone(options.timezone)  # zone-less stamps (parse workers are told in each job)
     if on_dry_run is not None:
         echo = on_dry_run
         preview = dataclasses.replace(options, linger_s=0.0)  # every round sends all it read (see EchoOutput)

@@ -18,6 +18,7 @@ from itertools import accumulate
 from typing import Any
 
 from logctl.parsing import LineParser
+from logctl.parsing.formats import DETECT
 from logctl.records import WireRow, source_prefix
 
 FINGERPRINT_MAX = 1024
@@ -51,6 +52,7 @@ class Source:
         self.service = service
         self.max_line_bytes = max_line_bytes
         self.parser: LineParser | None = None
+        self.parse_options = DETECT  # how its lines are parsed: detected, or one format (--format)
         self.ready: list[tuple[WireRow, int]] = []
         self.pos = 0  # bytes consumed from the source
         self.lines = 0
@@ -62,7 +64,7 @@ class Source:
 
     def start_parser(self, prefix: str, offset: int) -> None:
         """Begin parsing at ``offset`` with record ids under ``prefix``."""
-        self.parser = LineParser(prefix, self.service)
+        self.parser = LineParser(prefix, self.service, options=self.parse_options)
         self.parser.emitted_end = offset
         self.pos = offset
 

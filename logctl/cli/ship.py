@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -29,9 +30,12 @@ from logctl.cli.app import (
     tune_gc_for_throughput,
 )
 from logctl.cli.status import render_status
-from logctl.errors import ConfigError
+from logctl.errors import ConfigError, NotFound
+from logctl.files import default_service
 from logctl.intake import IntakeOptions, load_tokens
-from logctl.render import OutputMode, RecordRenderer, stderr_console, summary_line
+from logctl.parsing.explain import explain
+from logctl.parsing.formats import ParseOptions, parse_options, user_formats_of
+from logctl.render import OutputMode, RecordRenderer, print_table, stderr_console, summary_line
 from logctl.shipper import ShipOptions, ShipStats, ship
 from logctl.units import parse_address, parse_duration, parse_size
 from logctl.watch import expand
@@ -65,6 +69,30 @@ def ship_cmd(
         str | None,
         typer.Option(help="Service for records that name none [default: file stem]", rich_help_panel="Input"),
     ] = None,
+    format_name: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Parse every path as this format, not detected: json, logfmt, cri, a text format or one of"
+            " the config's [formats] (--explain names them)",
+            rich_help_panel="Input",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            help="Zone of stamps that write none, e.g. Europe/Berlin (env LOGCTL_TIMEZONE) [default: UTC]",
+            rich_help_panel="Input",
+        ),
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Ship nothing: show for the first 30 lines of each file which format took each line, and why",
+            rich_help_panel="Output",
+        ),
+    ] = False,
     source_id: Annotated[
         str | None,
         typer.Option(
@@ -165,7 +193,15 @@ def ship_cmd(
         max_in_flight=max_in_flight,
         serializer=serializer,
         workers=workers,
+        timezone=timezone,
     )
+    parse = parse_options(format_name, user_formats_of(settings.formats))
+    path_formats = tuple(settings.path_formats.items())
+    for _glob, name in path_formats:
+        parse_options(name, parse.user_formats)  # an unknown name in the config: exit 3 now, not later
+    if explain:
+        _explain(paths or [], service, parse, path_formats, output)
+        return
     if status:
         render_status(CheckpointStore(settings.state_dir), output)
         return
@@ -191,6 +227,9 @@ def ship_cmd(
         shutdown_timeout_s=parse_duration(shutdown_timeout, "--shutdown-timeout"),
         workers=settings.workers,
         max_rate=_positive(max_rate, "--max-rate"),
+        parse=parse,
+        path_formats=path_formats,
+        timezone=settings.timezone,
     )
     renderer = RecordRenderer(output) if dry_run else None
     tune_gc_for_throughput()
@@ -219,6 +258,35 @@ def ship_cmd(
             on_progress=on_progress,
         )
     notify(_summary(stats))
+
+
+EXPLAIN_LINES = 30
+
+
+def _explain(
+    paths: list[str], service: str | None, parse: ParseOptions, path_formats: tuple[tuple[str, str], ...],
+    output: OutputMode,
+) -> None:  # fmt: skip
+    """ship --explain: the first lines of each file, each with its format, the reason and its record."""
+    if not paths:
+        raise ConfigError("give the files to explain: logctl ship --explain app.log")
+    options = ShipOptions(paths=tuple(paths), parse=parse, path_formats=path_formats)
+    for path in [p for pattern in paths for p in (["-"] if pattern == "-" else expand([pattern]) or [pattern])]:
+        lines = _first_lines(path, EXPLAIN_LINES)
+        found = explain(lines, service or default_service(path), options.parse_options_for(path))
+        columns = ("line", "format", "why", "record", "level", "timestamp", "service", "trace_id", "text")
+        rows = [tuple(e.as_dict()[c] for c in columns) for e in found]
+        print_table(f"{path}: the first {len(lines)} line(s)", columns, rows, output)
+
+
+def _first_lines(path: str, count: int) -> list[str]:
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise NotFound(f"cannot open {path}: {exc.strerror}") from exc
+    with contextlib.closing(stream) if path != "-" else contextlib.nullcontext(stream):
+        raw = [stream.readline() for _ in range(count)]
+    return [line.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace") for line in raw if line]
 
 
 PROGRESS_MIN_BYTES = 16 << 20  # smaller files are read before a bar would be worth drawing

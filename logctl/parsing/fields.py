@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import msgspec
@@ -132,13 +132,31 @@ _WHOLE_SECOND = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d", re.ASCII)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
+# The zone zone-less stamps were written in (ship --timezone); None: UTC.
+_LOCAL_ZONE: tzinfo | None = None
+
+
+def set_local_zone(zone: tzinfo | None) -> None:
+    """Read zone-less stamps as written in ``zone`` from now on, in this process (None: UTC)."""
+    global _LOCAL_ZONE
+    _LOCAL_ZONE = None if zone is UTC else zone
+    _SECOND_MICROS.clear()
+
+
 def micros_from_iso(text: str) -> int | None:
-    """Return the time of an ISO 8601 / RFC 3339 string in microseconds; naive times are UTC."""
+    """Return the time of an ISO 8601 / RFC 3339 string in microseconds; naive times are UTC
+    (or in the zone of ``set_local_zone``)."""
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
         return None
     zone = ts.tzinfo
+    if zone is None and _LOCAL_ZONE is not None:
+        try:
+            ts = ts.replace(tzinfo=_LOCAL_ZONE)
+            return _in_range((ts - EPOCH) // MICROSECOND)  # the zone's offset on that day (summer time too)
+        except OverflowError:
+            return None
     if zone is None or zone is UTC:
         # text[:19] is a cached key only if it is the whole second this text starts with.
         second = _SECOND_MICROS.get(text[:19])

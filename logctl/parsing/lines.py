@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from logctl.parsing.fields import Parsed, micros_from_value, parsed_from_mapping, trace_from_value
+from logctl.parsing.formats import DETECT, TEXT_FORMATS, ParseOptions
 from logctl.parsing.text import MATCHERS_BY_FIFTH, MATCHERS_BY_FIRST, MATCHERS_DIGITS, MATCHERS_OTHER
 from logctl.records import Level, LogRecord, WireRow, id_format, micros_of, now_utc, record_of
 
@@ -77,9 +78,22 @@ class LineParser:
     once, as sources feed it. ``flush`` completes the record still open.
     """
 
-    def __init__(self, prefix: str, service: str, clock: Callable[[], datetime] = now_utc) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        service: str,
+        clock: Callable[[], datetime] = now_utc,
+        options: ParseOptions = DETECT,
+    ) -> None:
         self.prefix = prefix
         self.service = service
+        self.options = options
+        # Detection unless told otherwise; the choice is made here, once, not per line.
+        self._parse: Callable[[str], Parsed | None] = self._detect
+        if options.format is not None:
+            self._parse = self._forced_parser(options)
+        elif options.user_formats:
+            self._parse = self._parse_user_first
         self._ids = id_format(prefix)
         self.emitted_end = 0
         self._clock = clock
@@ -181,7 +195,7 @@ class LineParser:
         """Complete and return the record still open, if any."""
         return self._complete() if self._parsed is not None else None
 
-    def _parse(self, line: str) -> Parsed | None:
+    def _detect(self, line: str) -> Parsed | None:
         first = line[0]
         if "0" <= first <= "9" and (" stdout " in line[:48] or " stderr " in line[:48]):
             cri = _CRI.match(line)
@@ -196,6 +210,36 @@ class LineParser:
             if parsed is not None:
                 return parsed
         return self._parse_text(line)
+
+    def _parse_user_first(self, line: str) -> Parsed | None:
+        for user in self.options.user_formats:
+            parsed = user.parse(line)
+            if parsed is not None:
+                return parsed
+        return self._detect(line)
+
+    def _forced_parser(self, options: ParseOptions) -> Callable[[str], Parsed | None]:
+        """The parse of one named format: lines it does not take continue or stand alone, as ever."""
+        name = options.format
+        user = options.forced_user_format
+        if user is not None:
+            return user.parse
+        if name == "json":
+            return lambda line: self._parse_json(line) if line[:1] == "{" else None
+        if name == "logfmt":
+            return parse_logfmt
+        if name == "cri":
+            return lambda line: self._parse_cri(found) if (found := _CRI.match(line)) else None
+        text_format = TEXT_FORMATS[str(name)]
+
+        def parse_text_format(line: str) -> Parsed | None:
+            found = text_format.regex.match(line)
+            parsed = text_format.build(found) if found is not None else None
+            if parsed is not None:
+                parsed.text = True
+            return parsed
+
+        return parse_text_format
 
     def _parse_text(self, line: str) -> Parsed | None:
         # The first format of the line's shape that takes it, always in the same order: a
