@@ -483,10 +483,10 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
     """
     plan = _plan_of(obj)
     level = micros = service = trace_id = message = None
-    numbered = False  # a numeric level: pino and bunyan write one
+    raw_level = None
     if plan.level is not None:
-        numbered = isinstance(obj[plan.level], int)
-        level = level_from_value(obj[plan.level], plan.level)
+        raw_level = obj[plan.level]
+        level = level_from_value(raw_level, plan.level)
         if level is not None:
             del obj[plan.level]
     elif plan.nesting and isinstance(obj.get("log"), dict):
@@ -504,7 +504,7 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
             service = value
             del obj[plan.service]
     if service is None and plan.nesting:
-        service = _nested_service(obj, numbered)
+        service = _nested_service(obj, isinstance(raw_level, int))  # pino, bunyan: a numeric level
     if plan.trace is not None:
         trace_id = trace_from_value(plan.trace, obj[plan.trace])
         if trace_id is not None:

@@ -101,6 +101,7 @@ class LineParser:
         self._parsed: Parsed | None = None
         self._start = self._end = 0
         self._headed = False
+        self._awaiting = False  # the open record's level is on the next line (java.util.logging)
         self._flags: dict[str, Any] | None = None
         self._more: list[str] | None = None  # continuation lines
 
@@ -146,12 +147,7 @@ class LineParser:
                 for i in group:
                     found[i] = parse(lines[i])
         for line, parsed, (start, end) in zip(lines, found, pairwise(bounds), strict=True):
-            if (
-                parsed is not None
-                and self._parsed is not None
-                and self._parsed.awaits_level
-                and self._take_level_line(parsed, end)
-            ):
+            if self._awaiting and parsed is not None and self._take_level_line(parsed, end):
                 continue
             if parsed is None:
                 if self._parsed is not None and (self._headed or line[:1] in _CONTINUATION_FIRST or not line.strip()):
@@ -174,13 +170,14 @@ class LineParser:
             self._start = start
             self._end = end
             self._headed = headed
+            self._awaiting = parsed.awaits_level
             self._flags = flags
 
     def _take_level_line(self, parsed: Parsed, end: int) -> bool:
         """The ``LEVEL: message`` line under a header that awaits it completes that record."""
         header = self._parsed
         assert header is not None
-        header.awaits_level = False
+        header.awaits_level = self._awaiting = False
         if parsed.micros is not None or parsed.level is None or self._more:
             return False
         header.level, header.message = parsed.level, parsed.message
@@ -197,7 +194,7 @@ class LineParser:
 
     def _detect(self, line: str) -> Parsed | None:
         first = line[0]
-        if "0" <= first <= "9" and (" stdout " in line[:48] or " stderr " in line[:48]):
+        if line[10:11] == "T" and "0" <= first <= "9" and (" stdout " in line[:48] or " stderr " in line[:48]):
             cri = _CRI.match(line)
             if cri is not None:
                 return self._parse_cri(cri)

@@ -330,10 +330,11 @@ _TS = (
 # Timestamp first, level among the next few words: Python logging, logback/log4j, Spring Boot, Go.
 _ANY_CASE_LEVEL = f"{_LEVEL_INITIAL}(?P<level>{_LEVEL_WORD}|(?i:{_LEVEL_WORD}))"
 # The words before the level are a thread or logger, never a sentence's start ("http: TLS
-# handshake error" is Go's log, whose lines have no level); NLog separates with pipes.
+# handshake error" is Go's log, whose lines have no level: see _build_ts_level); NLog
+# separates with pipes.
 _TS_LEVEL = re.compile(
     _TS
-    + r"(?:\s+|\|)(?:UTC\s+)?(?P<pre>(?:[^\s]*[^\s:]\s+){0,3}?)\[?"
+    + r"[\s|]+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?"
     + _ANY_CASE_LEVEL
     + r"\]?(?::|\s|$|\|)\s*(?:[-|]\s+)?(?P<msg>.*)",
     re.DOTALL,
@@ -383,6 +384,8 @@ _check_groups(_TS_LEVEL, "ts", "clock", "pre", "level", "msg")
 def _build_ts_level(m: re.Match[str]) -> Parsed | None:
     ts, clock, pre, word, msg = m.groups()
     attrs: dict[str, object] = {}
+    if pre and ": " in pre:
+        return None  # a sentence that names a level ("http: TLS handshake error"): Go's log, no level
     pre = pre.strip(" -|:")
     if pre:
         if pre.startswith("[") and pre.endswith("]"):
