@@ -285,16 +285,22 @@ def test_kill_9_while_workers_parse_a_large_backlog_loses_and_doubles_nothing(en
             )
     size = log.stat().st_size
     assert size > 80 << 20  # more than one run ships between a kill and the next (2.5 s at 30 MB/s)
-    offsets = []
+    offsets = [0]
     cmd = ["ship", "--no-follow", "--workers", "2", str(log)]
-    # Seconds after the workers appear: two kills before ship's first checkpoint save (1 s),
-    # two after it, so that some runs leave progress behind and some do not.
-    for delay in (0.1, 1.4, 0.5, 1.7):
+    # Two kills before ship's first checkpoint save (1 s after the workers appear), and two
+    # once a save has moved the checkpoint on (waited for, not timed: a loaded machine is
+    # slower), so that some runs leave progress behind and some do not.
+    for delay in (0.1, None, 0.5, None):
         proc = start_logctl(cmd, env)
         deadline = time.time() + 30
         while len(child_pids(proc.pid)) < 3 and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)  # the resource tracker and two workers: blocks are being parsed
-        time.sleep(delay)
+        if delay is not None:
+            time.sleep(delay)
+        else:
+            deadline = time.time() + 60
+            while confirmed_offset(env, log) <= max(offsets) and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.1)
         workers = child_pids(proc.pid)
         assert proc.poll() is None and workers, "ship finished before the kill: make the file bigger"
         proc.kill()
