@@ -196,9 +196,9 @@ def micros_from_value(value: object) -> int | None:
     """Return the time, in microseconds, of a JSON timestamp value: ISO string, epoch number,
     or GCP {seconds, nanos}."""
     if isinstance(value, str):
-        if value[2:3] == "/" and value[6:7] == "/":  # nginx's $time_local: 27/Nov/2026:11:32:10 +0000
-            return _micros_from_clf(value)
         if value[:1].isdigit() and (value[4:5] == "-" or not value.replace(".", "", 1).isdigit()):
+            if value[2:3] == "/" and value[4:5] != "-":  # nginx's $time_local: 27/Nov/2026:11:32:10 +0000
+                return _micros_from_clf(value)
             return micros_from_iso(value)
         try:
             return micros_from_epoch(float(value))
@@ -491,7 +491,7 @@ def parsed_from_mapping(obj: dict[str, Any], raw: str) -> Parsed:
             del obj[plan.level]
     elif plan.nesting and isinstance(obj.get("log"), dict):
         level = level_from_value(_take_nested(obj, "log", "level"))
-    if level is None and plan.status is not None:
+    elif plan.status is not None:  # only set when no level key is known
         level = _level_of_status(obj[plan.status])
     if plan.time is not None:
         micros = micros_from_value(obj[plan.time])

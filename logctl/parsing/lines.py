@@ -194,10 +194,6 @@ class LineParser:
 
     def _detect(self, line: str) -> Parsed | None:
         first = line[0]
-        if line[10:11] == "T" and "0" <= first <= "9" and (" stdout " in line[:48] or " stderr " in line[:48]):
-            cri = _CRI.match(line)
-            if cri is not None:
-                return self._parse_cri(cri)
         if first == "{":
             parsed = self._parse_json(line)
             if parsed is not None:
@@ -206,6 +202,10 @@ class LineParser:
             parsed = parse_logfmt(line)
             if parsed is not None:
                 return parsed
+        elif line[10:11] == "T" and (" stdout " in line[:48] or " stderr " in line[:48]):
+            cri = _CRI.match(line)  # a container runtime's line: the line inside is parsed
+            if cri is not None:
+                return self._parse_cri(cri)
         return self._parse_text(line)
 
     def _parse_user_first(self, line: str) -> Parsed | None:

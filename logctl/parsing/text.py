@@ -156,7 +156,9 @@ def _build_3164(m: re.Match[str]) -> Parsed | None:
         attrs["host"] = host
     if pid is not None:
         attrs["pid"] = pid
-    level = _pri(pri, attrs) or _level_said(msg)
+    level = _pri(pri, attrs)
+    if level is None and ": " in msg[:10]:
+        level = _level_said(msg)
     return Parsed(msg, level, _micros_without_year(mon, day, clock), app, None, attrs)
 
 
@@ -175,7 +177,8 @@ def _build_syslog_iso(m: re.Match[str]) -> Parsed | None:
         return None  # "<time> ERROR app: ..." is an application line, not syslog
     attrs = _syslog_attrs(m, "host", "pid")
     msg = m.group("msg")
-    return Parsed(msg, _level_said(msg), micros_from_iso(m.group("ts")), m.group("app"), None, attrs)
+    level = _level_said(msg) if ": " in msg[:10] else None
+    return Parsed(msg, level, micros_from_iso(m.group("ts")), m.group("app"), None, attrs)
 
 
 # --- web servers -------------------------------------------------------------------------
@@ -330,14 +333,17 @@ _TS = (
 # Timestamp first, level among the next few words: Python logging, logback/log4j, Spring Boot, Go.
 _ANY_CASE_LEVEL = f"{_LEVEL_INITIAL}(?P<level>{_LEVEL_WORD}|(?i:{_LEVEL_WORD}))"
 # The words before the level are a thread or logger, never a sentence's start ("http: TLS
-# handshake error" is Go's log, whose lines have no level: see _build_ts_level); NLog
-# separates with pipes.
+# handshake error" is Go's log, whose lines have no level: see _build_ts_level).
 _TS_LEVEL = re.compile(
     _TS
-    + r"[\s|]+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?"
+    + r"\s+(?:UTC\s+)?(?P<pre>(?:[^\s]+\s+){0,3}?)\[?"
     + _ANY_CASE_LEVEL
-    + r"\]?(?::|\s|$|\|)\s*(?:[-|]\s+)?(?P<msg>.*)",
+    + r"\]?(?::|\s|$)\s*(?:[-|]\s+)?(?P<msg>.*)",
     re.DOTALL,
+)
+# NLog's default layout: time|LEVEL|logger|message (tried after _TS_LEVEL, which it never fits).
+_NLOG = re.compile(
+    r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\|(?P<level>[A-Za-z]+)\|(?P<logger>[^|]*)\|(?P<msg>.*)", re.DOTALL
 )
 # Timestamp and message, no level word.
 _TS_ONLY = re.compile(_TS + r"\s+(?P<msg>.*)", re.DOTALL)
@@ -394,6 +400,13 @@ def _build_ts_level(m: re.Match[str]) -> Parsed | None:
             attrs["logger"] = pre.strip(" -")
     msg = _split_logger(msg, attrs)
     return Parsed(msg, level_from_word(word), _text_micros(ts, clock), None, None, attrs)
+
+
+def _build_nlog(m: re.Match[str]) -> Parsed | None:
+    level = level_from_word(m.group("level"))
+    if level is None:
+        return None
+    return Parsed(m.group("msg"), level, micros_from_iso(m.group("ts")), None, None, {"logger": m.group("logger")})
 
 
 def _build_ts_only(m: re.Match[str]) -> Parsed | None:
@@ -540,6 +553,7 @@ TEXT_PARSERS: tuple[TextFormat, ...] = (
     TextFormat("dmy_level", _DMY_LEVEL, _build_dmy_level),
     TextFormat("jul", _JUL_HEADER, _build_jul_header),
     TextFormat("ts_level", _TS_LEVEL, _build_ts_level),
+    TextFormat("nlog", _NLOG, _build_nlog),
     TextFormat("level_first", _LEVEL_FIRST, _build_level_first),
     TextFormat("ts_only", _TS_ONLY, _build_ts_only),
 )
@@ -562,6 +576,7 @@ _SHAPES = {
     "dmy_level": ("d",),
     "jul": ("U",),
     "ts_level": ("d-", "d/", "d"),
+    "nlog": ("d-",),
     "level_first": ("[", "U", "o"),
     "ts_only": ("d-", "d/", "d"),
 }
