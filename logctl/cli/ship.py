@@ -280,12 +280,14 @@ def _explain(
 
 
 def _first_lines(path: str, count: int) -> list[str]:
-    try:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise NotFound(f"cannot open {path}: {exc.strerror}") from exc
-    with contextlib.closing(stream) if path != "-" else contextlib.nullcontext(stream):
-        raw = [stream.readline() for _ in range(count)]
+    if path == "-":
+        raw = [sys.stdin.buffer.readline() for _ in range(count)]
+    else:
+        try:
+            with open(path, "rb") as fh:
+                raw = [fh.readline() for _ in range(count)]
+        except OSError as exc:
+            raise NotFound(f"cannot open {path}: {exc.strerror}") from exc
     return [line.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace") for line in raw if line]
 
 

@@ -67,12 +67,12 @@ def _json_why(line: str) -> str | None:
     return "JSON object: " + (", ".join(roles) if roles else "no known keys (defaults, all keys in attrs)")
 
 
-def _format_of(line: str, options: ParseOptions) -> tuple[str, str]:
-    """(format, why) for one line alone."""
+def _format_of(line: str, options: ParseOptions, forced: LineParser) -> tuple[str, str]:
+    """(format, why) for one line alone; ``forced`` parses with the options' --format, if any."""
     if line[:1] in _CONTINUATION_FIRST:
         return "none", "starts with a space or tab, or is empty: never a record's first line"
     if options.format is not None:
-        taken = LineParser("", "", options=options)._parse(line) is not None
+        taken = forced._parse(line) is not None
         return (
             (options.format, "forced with --format")
             if taken
@@ -121,7 +121,7 @@ def explain(lines: list[str], service: str, options: ParseOptions = DETECT) -> l
         while index + 1 < len(starts) and starts[index + 1] <= offset:
             index += 1
         record = records[index]
-        name, why = _format_of(line, options)
+        name, why = _format_of(line, options, parser)
         if starts[index] != offset:
             name, why = "continuation", f"joins record {index + 1} above ({why})"
         out.append(
