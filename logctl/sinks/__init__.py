@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from logctl.errors import ConfigError
 from logctl.records import WireRow
 
 Prepared = TypeVar("Prepared")
+
+# Rows one prune transaction deletes: short enough that a consume writing into the same
+# store waits milliseconds for its lock, not seconds.
+PRUNE_CHUNK = 5000
 
 
 class Sink(Protocol[Prepared]):
@@ -29,8 +33,21 @@ class Sink(Protocol[Prepared]):
         """Store a prepared batch; durable when it returns. Returns how many records were new."""
         ...
 
+    def describe(self) -> str:
+        """Say where the records go (consume's start line): the kind of sink and its path or server."""
+        ...
+
     def close(self) -> None:
         """Release the sink's resources."""
+        ...
+
+
+@runtime_checkable
+class PrunableSink(Sink[Prepared], Protocol[Prepared]):
+    """A sink that can delete its old records (``consume --retain``)."""
+
+    def prune(self, before_micros: int, most_chunks: int | None = None) -> int:
+        """Delete records older than ``before_micros`` (at most ``most_chunks`` chunks); return how many."""
         ...
 
 
@@ -66,6 +83,8 @@ def sink_path(uri: str) -> Path:
     """Return the filesystem path of a ``scheme:///path`` URI."""
     parts = urlsplit(uri)
     path = unquote(parts.netloc + parts.path) if parts.netloc else unquote(parts.path)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")  # sqlite:////abs/path: POSIX would keep the double slash
     if not path:
         raise ConfigError(f"sink {uri!r} names no path: write it as {parts.scheme}:///path/to/file")
     return Path(path).expanduser()

@@ -64,6 +64,10 @@ class JsonFileSink:
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the index of file sink {path} ({index}): {exc}") from exc
 
+    def describe(self) -> str:
+        """Where the records go, for consume's start line."""
+        return f"JSON Lines file {self.path}"
+
     def prepare(self, rows: list[WireRow]) -> tuple[list[WireRow], bytearray]:
         """Return the records and their JSON lines (store drops those the file holds already)."""
         return rows, json_lines(json_record(*r) for r in rows)

@@ -19,6 +19,10 @@ class StdoutSink:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
+    def describe(self) -> str:
+        """Where the records go, for consume's start line."""
+        return "standard output (JSON Lines)"
+
     def prepare(self, rows: list[WireRow]) -> tuple[bytearray, int]:
         """Return the JSON lines of the records not printed in this run yet, and how many they are."""
         new_rows = unseen(rows, self._seen)
