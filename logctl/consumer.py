@@ -21,6 +21,7 @@ from logctl.dedupe import SharedIds
 from logctl.errors import BadInput, BrokerUnreachable
 from logctl.ratelimit import TokenBucket
 from logctl.records import WireRow
+from logctl.retention import Retention
 from logctl.sinks import Sink
 from logctl.transport import (
     Broker,
@@ -43,6 +44,7 @@ class ConsumeStats:
     duplicates: int = 0
     dead_lettered: int = 0
     kept: int = 0  # undecodable and nowhere to set aside: left unacked in the queue
+    pruned: int = 0  # records past --retain deleted from the sink
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     last_settled: float | None = None  # when the last batch was acked
@@ -150,6 +152,8 @@ def consume(
     stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[ConsumeStats], None] = lambda _s: None,
     dedupe: SharedIds | None = None,
+    retention: Retention | None = None,
+    on_start: Callable[[], None] = lambda: None,
 ) -> ConsumeStats:
     """Consume ``options.queue`` into ``sink`` until ``stop()`` or the queue stays idle long enough.
 
@@ -163,23 +167,30 @@ def consume(
     plan = letterer.plan(why)
     if plan is not None:
         broker.notify(plan)
+    on_start()  # the queue is there and dead letters have a place: consuming starts now
     try:
-        return _consume(broker, sink, options, stop, on_batch, letterer, dedupe)
+        return _consume(broker, sink, options, stop, on_batch, letterer, dedupe, retention)
     finally:
         letterer.close()
 
 
-def _timed_store(sink: Sink[Any], prepared: Any, rows: list[WireRow], dedupe: SharedIds | None) -> tuple[int, float]:
+def _timed_store(
+    sink: Sink[Any], prepared: Any, rows: list[WireRow], dedupe: SharedIds | None, retention: Retention | None
+) -> tuple[int, float]:
     """Store a prepared batch (in the sink thread); return how many rows were new, and the seconds it took.
 
     With ``dedupe`` the ids are remembered at once after the commit, so that a worker
-    killed before its ack leaves the shortest window for a second copy.
+    killed before its ack leaves the shortest window for a second copy. Records past
+    ``--retain`` are pruned after the store (the batch's ack does not wait for that).
     """
     started = time.monotonic()
     stored = sink.store(prepared)
     if dedupe is not None:
         dedupe.remember([str(r[0]) for r in rows])
-    return stored, time.monotonic() - started
+    seconds = time.monotonic() - started
+    if retention is not None:
+        retention.run(oldest_stored=min(r[1] for r in rows) if rows else None)
+    return stored, seconds
 
 
 def _pace(broker: Broker, seconds: float, stop: Callable[[], bool]) -> None:
@@ -198,6 +209,7 @@ def _consume(
     on_batch: Callable[[ConsumeStats], None],
     letterer: DeadLetterer,
     dedupe: SharedIds | None,
+    retention: Retention | None,
 ) -> ConsumeStats:
     stats = ConsumeStats()
     limiter = TokenBucket(options.max_rate) if options.max_rate else None
@@ -232,7 +244,11 @@ def _consume(
                     if limiter is not None and records:
                         _pace(broker, limiter.delay(len(records)), stop)
                     fresh = dedupe.unseen(records) if dedupe is not None else records
-                    future = writer.submit(_timed_store, sink, sink.prepare(fresh), fresh, dedupe) if fresh else None
+                    future = (
+                        writer.submit(_timed_store, sink, sink.prepare(fresh), fresh, dedupe, retention)
+                        if fresh
+                        else None
+                    )
                     written = _Written(future, good, stats.kept > 0, len(batch), len(records))
                     if pending is not None:
                         settle(pending)
@@ -243,6 +259,8 @@ def _consume(
                     settle(pending)
                     pending = None
                     last_activity = time.monotonic()  # idle from the last ack on, not from a slow write's start
+                if retention is not None and retention.due():
+                    writer.submit(retention.run).result()  # an idle queue: old records still go
                 if options.exit_when_idle is not None and time.monotonic() - last_activity >= options.exit_when_idle:
                     break
             except BrokerUnreachable as exc:
@@ -256,4 +274,5 @@ def _consume(
         if pending is not None:
             settle(pending)
     reader.close()
+    stats.pruned = retention.pruned if retention is not None else 0
     return stats

@@ -151,3 +151,60 @@ def _cell(value: object) -> str:
 def summary_line(pairs: Sequence[tuple[str, object]]) -> str:
     """Return ``key=value key=value`` for one-line summaries on stderr."""
     return " ".join(f"{k}={v}" for k, v in pairs)
+
+
+BAR_WIDTH = 40
+_LEVEL_ORDER = ("FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+
+
+def render_counts(counts: Sequence[Any], grouping: Any, mode: OutputMode) -> None:
+    """``query --count-by``: one JSON object a group, or a table with a bar per group (per level in time buckets)."""
+    key = "bucket" if grouping.group == "time" else str(grouping.group)
+    if resolve_mode(mode) is OutputMode.JSON:
+        write_json_lines(_count_json(c, key) for c in counts)
+        return
+    most = max((c.count for c in counts), default=0)
+    table = Table(title=f"records per {_per(grouping)}", title_justify="left", box=None, pad_edge=False)
+    table.add_column(key)
+    table.add_column("count", justify="right")
+    table.add_column("")
+    for c in counts:
+        label = format_micros(int(c.key)) if key == "bucket" else c.key
+        table.add_row(label, f"{c.count:,}", _bar(c, most, key))
+    Console(highlight=False).print(table)
+
+
+def _per(grouping: Any) -> str:
+    if grouping.group != "time":
+        return str(grouping.group)
+    seconds = int(grouping.bucket_s)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _count_json(count: Any, key: str) -> dict[str, Any]:
+    if key != "bucket":
+        return {key: count.key, "count": count.count}
+    return {"bucket": format_micros(int(count.key)), "count": count.count, "levels": dict(count.levels)}
+
+
+def _bar(count: Any, most: int, key: str) -> Text:
+    """A bar as long as the count is against the largest; in time buckets, coloured by level."""
+    bar = Text()
+    if most <= 0 or count.count <= 0:
+        return bar
+    width = max(1, round(BAR_WIDTH * count.count / most))
+    if key != "bucket":
+        bar.append("█" * width, style=LEVEL_STYLES.get(count.key, "cyan"))
+        return bar
+    drawn = 0
+    for level in _LEVEL_ORDER:
+        n = count.levels.get(level, 0)
+        if n:
+            cells = max(1, round(width * n / count.count))
+            cells = min(cells, width - drawn) if level != _LEVEL_ORDER[-1] else width - drawn
+            bar.append("█" * cells, style=LEVEL_STYLES[level])
+            drawn += cells
+    return bar

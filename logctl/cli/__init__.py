@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from logctl.cli import bench, config_cmd, consume, policy, queue, replay, ship, status, tail  # noqa: F401  (registers the commands)
+from logctl.cli import bench, config_cmd, consume, policy, query, queue, replay, ship, status, tail  # noqa: F401  (registers the commands)
 from logctl.cli.app import app
 
 

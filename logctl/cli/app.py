@@ -26,7 +26,20 @@ from logctl.errors import ExitCode, LogctlError
 from logctl.render import OutputMode, stderr_console
 
 # Commands in the order users meet them, not the order their modules happen to load.
-COMMAND_ORDER = ("ship", "tail", "consume", "replay", "queue", "top", "policy", "bench", "status", "config")
+COMMAND_ORDER = (
+    "ship",
+    "tail",
+    "consume",
+    "query",
+    "prune",
+    "replay",
+    "queue",
+    "top",
+    "policy",
+    "bench",
+    "status",
+    "config",
+)
 
 
 class _InOrder(TyperGroup):

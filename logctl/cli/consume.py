@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,8 @@ from logctl.consumer import ConsumeOptions, ConsumeStats, consume
 from logctl.dedupe import SharedIds
 from logctl.errors import ConfigError
 from logctl.render import summary_line
-from logctl.sinks import default_sink_uri, open_sink
+from logctl.retention import Retention
+from logctl.sinks import PrunableSink, Sink, default_sink_uri, open_sink
 from logctl.transport import Broker, default_queue_name, topology_of
 from logctl.units import parse_duration
 
@@ -77,6 +78,10 @@ def consume_cmd(
         typer.Option(help="redis://HOST:PORT/DB: one memory of stored ids for several workers (file, stdout sinks)"),
     ] = None,
     dedupe_ttl: Annotated[str, typer.Option(help="How long --dedupe remembers an id")] = "24h",
+    retain: Annotated[
+        str | None,
+        typer.Option(help="Delete stored records older than this as consume goes (7d, 12h; SQLite, PostgreSQL)"),
+    ] = None,
     metrics_address: MetricsOpt = None,
     declare: DeclareOpt = None,
     config: ConfigOpt = None,
@@ -112,17 +117,56 @@ def consume_cmd(
         max_rate=max_rate,
     )
     serve_metrics(metrics_address)
+    keep_s = _retain_seconds(retain)
     target = open_sink(sink or default_sink_uri(settings.state_dir))
     shared = SharedIds(dedupe, parse_duration(dedupe_ttl, "--dedupe-ttl")) if dedupe else None
     try:
+        retention = _retention(target, keep_s)
         with Broker(settings, notify) as broker:
             tune_gc_for_throughput()
-            stats = consume(broker, topology_of(settings), target, options, stop=StopFlag().install(), dedupe=shared)
+            stats = consume(
+                broker,
+                topology_of(settings),
+                target,
+                options,
+                stop=StopFlag().install(),
+                dedupe=shared,
+                retention=retention,
+                on_start=lambda: _announce(target, options.queue, retain),
+            )
     finally:
         target.close()
         if shared is not None:
             shared.close()
     notify(_summary(stats))
+
+
+def _retain_seconds(retain: str | None) -> float | None:
+    if retain is None:
+        return None
+    if not retain.strip()[-1:].isalpha():
+        raise ConfigError(f"--retain {retain!r}: give a duration with its unit (12h, 7d)")
+    keep_s = parse_duration(retain, "--retain")
+    if keep_s <= 0:
+        raise ConfigError("--retain must be a positive duration")
+    return keep_s
+
+
+def _retention(target: Sink[Any], keep_s: float | None) -> Retention | None:
+    if keep_s is None:
+        return None
+    if not isinstance(target, PrunableSink):
+        raise ConfigError(f"--retain prunes SQLite and PostgreSQL sinks; {target.describe()} cannot be pruned")
+    return Retention(target, keep_s)
+
+
+def _announce(target: Sink[Any], queue: str, retain: str | None) -> None:
+    """consume's start line: where the records go (and what an earlier schema was brought up to)."""
+    migrated = getattr(target, "migrated", 0)
+    if migrated:
+        notify(f"migrated {migrated} stored record(s) to the current schema")
+    kept = f", keeping {retain}" if retain else ""
+    notify(f"consuming {queue} into {target.describe()}{kept}")
 
 
 def _summary(stats: ConsumeStats) -> str:
@@ -134,6 +178,7 @@ def _summary(stats: ConsumeStats) -> str:
             ("duplicates", stats.duplicates),
             ("dead_lettered", stats.dead_lettered),
             ("kept_undecodable", stats.kept),
+            *((("pruned", stats.pruned),) if stats.pruned else ()),
             ("seconds", f"{stats.seconds:.2f}"),
             ("records_per_s", f"{stats.records_per_s:.0f}"),
         )
