@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from logctl.bench import synthetic_lines
 from logctl.parallel import BLOCK_BYTES, BlockJob, parse_block
+from logctl.sources import RecordShape
 
 FORMATS = ("JSON", "logfmt", "nginx access", "Python logging", "syslog 3164")
 
@@ -47,7 +48,7 @@ def micros_per_line(lines: list[str], runs: int = 3, clock: Callable[[], float] 
         started = clock()
         parsed = 0
         for data, base in blocks:
-            parsed += parse_block(BlockJob(data, base, "0123456789abcdef", "bench", 1 << 20, "msgpack")).lines
+            parsed += parse_block(BlockJob(data, base, "0123456789abcdef", RecordShape("bench"), "msgpack")).lines
         best = min(best, clock() - started)
     return best / max(parsed, 1) * 1e6
 

@@ -56,15 +56,6 @@ class Progress:
         self.marks: deque[Mark] = deque()
         self.checkpointed = offset  # every record before this offset is confirmed
 
-    def note(self, end: int, batch: Confirmable) -> bool:
-        """Records up to ``end`` are in ``batch``; True if that is a new mark (not the last one extended)."""
-        marks = self.marks
-        if marks and marks[-1].batch is batch:
-            marks[-1].end = end
-            return False
-        marks.append(Mark(end, batch))
-        return True
-
     def advance(self) -> None:
         """Move the checkpoint past every leading mark whose records are confirmed."""
         marks = self.marks

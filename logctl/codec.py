@@ -2,7 +2,7 @@
 
 Envelope (msgpack, or JSON with ``--serializer json``)::
 
-    {"v": 1, "records": [[id, ts, level, service, message, trace_id, attrs], ...]}
+    {"v": 1, "sources": {prefix: path, ...}, "records": [[id, ts, level, service, message, trace_id, attrs], ...]}
 
 ``ts`` is an integer: microseconds since the Unix epoch, UTC. ``level`` is one of
 TRACE DEBUG INFO WARN ERROR FATAL. ``trace_id`` is a string or nil; ``attrs`` a map.
@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, cast, get_args
 
 import msgpack
@@ -93,11 +93,23 @@ class RowPacker:
                 pass
         return list(map(self.pack, rows))
 
-    def envelope(self, rows: Sequence[bytes | memoryview], count: int | None = None) -> bytes:
-        """Return the body of a batch of encoded rows (``count`` of them, when items hold several)."""
+    def envelope(
+        self, rows: Sequence[bytes | memoryview], count: int | None = None, sources: Mapping[str, str] | None = None
+    ) -> bytes:
+        """Return the body of a batch of encoded rows (``count`` of them, when items hold several).
+
+        ``sources`` maps the id prefix of each file among the rows to its path: a reader
+        puts the path in each of its records' attrs (``log.file.path``), and the path
+        travels once a batch rather than once a record.
+        """
         if self.json:
-            return b'{"v":%d,"records":[' % VERSION + b"".join(rows)[:-1] + b"]}"  # without the last comma
+            head = b'{"v":%d,' % VERSION + (b'"sources":%s,' % orjson.dumps(sources) if sources else b"")
+            return head + b'"records":[' + b"".join(rows)[:-1] + b"]}"  # without the last comma
         header: bytes = self._packer.pack_array_header(len(rows) if count is None else count)
+        if sources:
+            head = self._packer.pack_map_header(3) + self._packer.pack("v") + self._packer.pack(VERSION)
+            head += self._packer.pack("sources") + self._packer.pack(dict(sources)) + self._packer.pack("records")
+            return b"".join((head, header, *rows))
         return b"".join((self._head, header, *rows))  # one copy of the rows, not two
 
 
@@ -127,10 +139,22 @@ _Row = tuple[
 class _Envelope(msgspec.Struct):
     v: Literal[1]  # VERSION
     records: list[_Row]
+    sources: dict[str, str] = {}  # id prefix -> file path (readers before it ignore the key)
+
+
+PATH_KEY = "log.file.path"  # the attr a record's file path is put in
+_PREFIX = len("0123456789abcdef")
 
 
 def _rows(envelope: _Envelope) -> list[WireRow]:
-    return cast("list[WireRow]", envelope.records)  # a _Row is a WireRow; list[] is invariant
+    rows = cast("list[WireRow]", envelope.records)  # a _Row is a WireRow; list[] is invariant
+    sources = envelope.sources
+    if sources:
+        for row in rows:
+            path = sources.get(row[0][:_PREFIX])
+            if path is not None:
+                row[6][PATH_KEY] = path
+    return rows
 
 
 _decode_msgpack = msgspec.msgpack.Decoder(_Envelope).decode

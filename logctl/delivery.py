@@ -58,7 +58,7 @@ class Waiter(Protocol):
 class Batch:
     """Records of one routing key (as encoded rows) on their way; ``confirmed`` once the broker said so."""
 
-    __slots__ = ("bytes", "confirmed", "count", "created", "key", "rows", "sent", "waiters")
+    __slots__ = ("bytes", "confirmed", "count", "created", "key", "rows", "sent", "sources", "waiters")
 
     def __init__(self, key: str, created: float) -> None:
         self.key = key
@@ -67,6 +67,7 @@ class Batch:
         self.count = 0  # rows in ``rows``
         self.bytes = 0  # their encoded size
         self.waiters: list[Waiter] = []
+        self.sources: dict[str, str] = {}  # id prefix -> path of the files among the rows
         self.created = created
         self.sent = 0.0  # when it was published (monotonic)
         self.confirmed = False
@@ -140,17 +141,31 @@ class Batcher:
         self.batches_sent = 0
 
     def batch_for(self, key: str) -> Batch:
-        """The open batch of ``key`` (a new one if none): callers append rows themselves, then ``send_if_full``."""
+        """The open batch of ``key`` (a new one if none)."""
         batch = self.open.get(key)
         if batch is None:
             batch = self.open[key] = Batch(key, time.monotonic())
         return batch
 
-    def send_if_full(self, batch: Batch) -> None:
-        if batch.count >= self.batch_size or batch.bytes >= MAX_BATCH_BYTES:
-            self.send(batch)
+    def fill(
+        self, keys: Sequence[str], packed: Iterable[bytes], waiter: Waiter, source: tuple[str, str] | None = None
+    ) -> list[Batch]:
+        """Put each encoded row into the open batch of its routing key; return the batch each row went to.
 
-    def add_rows(self, rows: Mapping[str, tuple[bytes, Sequence[int]]], waiter: Waiter) -> list[Batch]:
+        Batches are sent as they fill; ``waiter`` hears of each one's confirm. ``source``:
+        the (id prefix, path) of the file the rows come from, which their batches carry.
+        """
+        went = []
+        take = self._take
+        for key, row in zip(keys, packed, strict=True):
+            batch = self.open.get(key) or self.batch_for(key)
+            take(batch, row, 1, len(row), waiter, source)
+            went.append(batch)
+        return went
+
+    def add_rows(
+        self, rows: Mapping[str, tuple[bytes, Sequence[int]]], waiter: Waiter, source: tuple[str, str] | None = None
+    ) -> list[Batch]:
         """Batch runs of encoded rows per key (a parse worker's ``data`` and row ``ends``); return the batches touched.
 
         A batch takes rows up to its record count, or through the row that fills its bytes.
@@ -165,21 +180,38 @@ class Batcher:
                 start = ends[taken - 1] if taken else 0
                 filled = bisect.bisect_left(ends, start + MAX_BATCH_BYTES - batch.bytes, taken) + 1
                 upto = min(len(ends), taken + size - batch.count, filled)
-                batch.rows.append(buf[start : ends[upto - 1]])
-                batch.count += upto - taken
-                batch.bytes += ends[upto - 1] - start
-                taken = upto
                 touched.append(batch)
-                batch.add_waiter(waiter)
-                self.send_if_full(batch)
+                self._take(batch, buf[start : ends[upto - 1]], upto - taken, ends[upto - 1] - start, waiter, source)
+                taken = upto
         return touched
+
+    def _take(
+        self,
+        batch: Batch,
+        rows: bytes | memoryview,
+        count: int,
+        nbytes: int,
+        waiter: Waiter,
+        source: tuple[str, str] | None,
+    ) -> None:
+        """The one step of filling a batch: add rows, note who waits and which file, send it once full."""
+        if source is not None and source[0] not in batch.sources:
+            batch.sources[source[0]] = source[1]
+        batch.rows.append(rows)
+        batch.count += count
+        batch.bytes += nbytes
+        waiters = batch.waiters
+        if not waiters or waiters[-1] is not waiter:
+            waiters.append(waiter)
+        if batch.count >= self.batch_size or batch.bytes >= MAX_BATCH_BYTES:
+            self.send(batch)
 
     def send(self, batch: Batch) -> None:
         """Encode and publish one batch (it leaves the open ones)."""
         del self.open[batch.key]
         packer = self.packer
         count = batch.count
-        body = packer.envelope(batch.rows, count)
+        body = packer.envelope(batch.rows, count, batch.sources)
         self.records_sent += count
         self.batches_sent += 1
         batch.sent = time.monotonic()
@@ -337,20 +369,8 @@ class DeliveryThread:
             future.set_result(None)
 
         receipt = Receipt(on_done=done, sealed=False)
-        last: Batch | None = None
-        size = batcher.batch_size
-        for row, packed in zip(rows, self._packer.pack_parsed(rows), strict=True):
-            batch = batcher.batch_for(routing_key(row[ROW_SERVICE], row[ROW_LEVEL]))
-            if batch is not last:
-                receipt.batches.append(batch)
-                batch.add_waiter(receipt)
-                last = batch
-            batch.rows.append(packed)
-            batch.count += 1
-            batch.bytes += len(packed)
-            if batch.full(size):
-                batcher.send(batch)
-                last = None
+        keys = [routing_key(row[ROW_SERVICE], row[ROW_LEVEL]) for row in rows]
+        receipt.batches = list(dict.fromkeys(batcher.fill(keys, self._packer.pack_parsed(rows), receipt)))
         receipt.seal()
 
     def _fail_pending(self, exc: BaseException) -> None:

@@ -153,8 +153,7 @@ class FileTracker:
         if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
             os.close(fd)  # replaced between stat and open; the next scan finds the new one
             return
-        src = FileSource(path, fd, opened, self.options.service or default_service(path), self.options.max_line_bytes)
-        src.parse_options = self.options.parse_options_for(path)
+        src = FileSource(path, fd, opened, self.options.shape_for(path))
         src.from_end = initial and self.options.from_end
         self.sources[src.key] = src
         self.opened += 1
@@ -228,8 +227,7 @@ class FileTracker:
         self.retired.append(src)
         assert src.prefix is not None
         self._derive[src.key] = src.prefix
-        fresh = FileSource(src.name, os.dup(src.fd), os.fstat(src.fd), src.service, self.options.max_line_bytes)
-        fresh.parse_options = src.parse_options
+        fresh = FileSource(src.name, os.dup(src.fd), os.fstat(src.fd), src.shape)
         self.sources[src.key] = fresh
         self.identify(fresh)
 

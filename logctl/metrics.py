@@ -31,6 +31,9 @@ class Metrics:
 
     def error(self, error_type: str, stage: str) -> None: ...
 
+    def unfit(self, lines: int) -> None:
+        """Lines a forced format did not fit (kept whole, as INFO)."""
+
     def http_response(self, status: int, duration_s: float) -> None: ...
 
     def watch_paused(self, reasons: Mapping[str, Callable[[], bool]]) -> None:
@@ -81,6 +84,9 @@ class _Prometheus(Metrics):
         self._errors = Counter(
             "logctl_errors_total", "Errors logctl recovered from", ["error_type", "stage"], registry=r
         )
+        self._unfit = Counter(
+            "logctl_format_unfit_lines_total", "Lines a forced format did not fit (kept whole)", registry=r
+        )
         self._responses = Counter("logctl_http_server_responses_sent_total", "Intake answers", ["status"], registry=r)
         self._handler_duration = Histogram(
             "logctl_http_server_handler_duration_seconds", "From a request to its answer", registry=r
@@ -116,6 +122,9 @@ class _Prometheus(Metrics):
 
     def error(self, error_type: str, stage: str) -> None:
         self._errors.labels(error_type, stage).inc()
+
+    def unfit(self, lines: int) -> None:
+        self._unfit.inc(lines)
 
     def http_response(self, status: int, duration_s: float) -> None:
         self._responses.labels(str(status)).inc()

@@ -39,7 +39,7 @@ from logctl.codec import RowPacker
 from logctl.parsing import LineParser
 from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
 from logctl.records import ROW_LEVEL, ROW_SERVICE, routing_key
-from logctl.sources import Source
+from logctl.sources import RecordShape, Source
 
 BLOCK_BYTES = 1 << 20
 _SLICE_BYTES = 64 << 10  # what a worker parses between packing records
@@ -61,11 +61,8 @@ class BlockJob:
     data: bytes
     base: int
     prefix: str
-    service: str
-    max_line_bytes: int
+    shape: RecordShape  # the source's, so that a worker makes the records its parser would
     serializer: str
-    parse: ParseOptions = DETECT
-    timezone: str = ""
 
     @property
     def end(self) -> int:
@@ -86,6 +83,8 @@ class BlockResult:
     rest_start: int
     lines: int  # lines in [lead_end, rest_start)
     rows: dict[str, tuple[bytes, array[int]]]
+    unfit: int = 0  # lines in [lead_end, rest_start) that a forced format did not fit
+    first_unfit: tuple[int, str] | None = None  # the first of them: (offset, line)
 
 
 def _lead_length(data: bytes, max_line_bytes: int, options: ParseOptions = DETECT) -> int:
@@ -123,12 +122,11 @@ def _use_timezone(name: str) -> None:
 def parse_block(job: BlockJob) -> BlockResult:
     """Parse a block in a worker: the records between its lead and its last record, encoded."""
     data = job.data
-    _use_timezone(job.timezone)
-    lead = _lead_length(data, job.max_line_bytes, job.parse)
+    _use_timezone(job.shape.timezone)
+    lead = _lead_length(data, job.shape.max_line_bytes, job.shape.parse)
     if lead == len(data):
         return BlockResult(job.end, job.end, 0, {})
-    src = Source(job.service, job.max_line_bytes)
-    src.parse_options = job.parse
+    src = Source(job.shape)
     src.start_parser(job.prefix, job.base + lead)
     packer = RowPacker(job.serializer)
     key_of = itemgetter(ROW_SERVICE, ROW_LEVEL)
@@ -163,7 +161,11 @@ def parse_block(job: BlockJob) -> BlockResult:
         for key, rows in parts.items()
         if isinstance(key, str)
     }
-    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed_rows)
+    parser = src.parser
+    # The block's last record is parsed again by the source's own parser: not counted here.
+    unfit = parser.unfit - (parser.last_unfit_start == rest_start)
+    first = parser.first_unfit if unfit else None
+    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed_rows, unfit, first)
 
 
 _PR_SET_PDEATHSIG = 1

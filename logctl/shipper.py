@@ -25,12 +25,13 @@ from logctl.checkpoint import Checkpoint, CheckpointStore, Mark, Progress, state
 from logctl.codec import RowPacker, decode_rows
 from logctl.config import Settings
 from logctl.delivery import Batcher, Output, Receipt
-from logctl.files import FileTracker, check_paths
+from logctl.files import FileTracker, check_paths, default_service
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
+from logctl.parsing.explain import Explanation, explain
 from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
 from logctl.ratelimit import TokenBucket
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
-from logctl.sources import FileSource, Source, StdinSource
+from logctl.sources import FileSource, RecordShape, Source, StdinSource
 from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
 from logctl.watch import Watcher, expand
 
@@ -76,6 +77,16 @@ class ShipOptions:
                     return dataclasses.replace(self.parse, format=name)
         return self.parse
 
+    def shape_for(self, path: str) -> RecordShape:
+        """What shapes the records of ``path`` (``-`` for stdin): one place for every way records are made."""
+        return RecordShape(
+            service=self.service or default_service(path),
+            max_line_bytes=self.max_line_bytes,
+            parse=self.parse_options_for(path),
+            path=None if path == "-" else os.path.abspath(path),
+            timezone=self.timezone,
+        )
+
 
 @dataclass(slots=True)
 class ShipStats:
@@ -90,6 +101,7 @@ class ShipStats:
     http_requests: int = 0  # answered 202 by the intake
     http_records: int = 0  # in those requests, each confirmed
     http_refused: int = 0  # answered 4xx or 5xx
+    unfit: int = 0  # lines a forced format (--format, path_formats) did not fit: kept whole, as INFO
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -134,6 +146,14 @@ class EchoOutput:
         return True
 
 
+def _source_of(src: Source) -> tuple[str, str] | None:
+    """(id prefix, path) of a file source, which its batches carry; None for stdin."""
+    path = src.shape.path
+    if path is None or src.parser is None:
+        return None
+    return src.parser.prefix, path
+
+
 def _row_id(row: WireRow) -> str:
     return str(row[ROW_ID])
 
@@ -173,10 +193,10 @@ class Shipper:
         self._behind: dict[str, int] = {}  # bytes behind per file, as of the last checkpoint save
         metrics.METRICS.files_behind(lambda: self._behind)
         self._limiter = TokenBucket(options.max_rate) if options.max_rate else None
+        self._unfit_seen: dict[Source, int] = {}  # lines reported as unfit so far, per source
         self._stop: Callable[[], bool] = lambda: False
         if "-" in options.paths:
-            self.stdin = StdinSource(options.service or "stdin", options.max_line_bytes, options.source_id)
-            self.stdin.parse_options = options.parse_options_for("-")
+            self.stdin = StdinSource(options.shape_for("-"), options.source_id)
             self._progress[self.stdin] = Progress(0)
 
     # --- the loop --------------------------------------------------------------------------
@@ -254,6 +274,8 @@ class Shipper:
         for src in ending:
             src.finish()
             self._drain_ready(src)
+            if src.parser is not None and src.parser.unfit > self._unfit_seen.get(src, 0):
+                self._report_unfit(src)
         self.batcher.send_all()
         if not self.output.wait_confirmed(self.options.shutdown_timeout_s):
             self.stats.unconfirmed = self.output.in_flight
@@ -294,9 +316,26 @@ class Shipper:
                 src.finish()
             if src.ready:
                 self._drain_ready(src)
+            if src.parser is not None and src.parser.unfit > self._unfit_seen.get(src, 0):
+                self._report_unfit(src)
             if limiter is not None and src.lines > lines_before:
                 self._pace(limiter.delay(src.lines - lines_before))
         return got
+
+    def _report_unfit(self, src: Source) -> None:
+        """Lines the forced format did not fit: counted, and the first of each file named once."""
+        parser = src.parser
+        assert parser is not None
+        seen = self._unfit_seen.get(src, 0)
+        metrics.METRICS.unfit(parser.unfit - seen)
+        self._unfit_seen[src] = parser.unfit
+        if seen == 0 and parser.first_unfit is not None:
+            offset, line = parser.first_unfit
+            shown = line if len(line) <= 120 else line[:117] + "..."
+            self.notify(
+                f"{src.name}: a line at byte {offset} does not fit format {src.shape.parse.format} "
+                f"and is kept whole as an INFO record (lines like it are counted in unfit=): {shown!r}"
+            )
 
     def _pace(self, seconds: float) -> None:
         """Wait for the rate limit, sending lingering batches and taking confirms meanwhile."""
@@ -343,10 +382,7 @@ class Shipper:
                     continue
                 block = tail + memoryview(data)[:cut] if tail else data[:cut] if cut < len(data) else data
                 tail = data[cut:]
-                yield BlockJob(
-                    block, base, prefix, src.service, opts.max_line_bytes, opts.serializer, src.parse_options,
-                    opts.timezone,
-                )  # fmt: skip
+                yield BlockJob(block, base, prefix, src.shape, opts.serializer)
                 base += len(block)
 
         for job, result in self._pool.parse(jobs(), self.output.poll):
@@ -366,6 +402,9 @@ class Shipper:
             self._drain_ready(src)
             self._add_rows(src, result)
             src.lines += result.lines
+            if result.unfit:
+                assert src.parser is not None
+                src.parser.add_unfit(result.unfit, result.first_unfit)
             rest = result.rest_start - job.base
             src.parse_lines(job.data[rest:-1], result.rest_start)  # reopen the block's last record
         self._drain_ready(src)
@@ -373,35 +412,27 @@ class Shipper:
     def _add_rows(self, src: Source, result: BlockResult) -> None:
         """Batch a block's encoded rows; the source's checkpoint passes them when all are confirmed."""
         progress = self._progress[src]
-        touched = self.batcher.add_rows(result.rows, progress)
+        touched = self.batcher.add_rows(result.rows, progress, _source_of(src))
         progress.marks.append(Mark(result.rest_start, Receipt(touched)))
         progress.advance()  # in case every batch was confirmed while the rest were still being sent
 
     def _drain_ready(self, src: Source) -> None:
         """Batch the records a source completed (``src.ready``), marking how far each batch reaches."""
-        if not src.ready:
+        ready = src.ready
+        if not ready:
             return
         progress = self._progress[src]
+        rows = [row for row, _end in ready]
+        keys = [routing_key(row[ROW_SERVICE], row[ROW_LEVEL]) for row in rows]
         marks = progress.marks
-        batcher = self.batcher
-        open_batches = batcher.open
-        size = self.options.batch_size
-        rows = [row for row, _end in src.ready]
-        for (row, end), packed in zip(src.ready, self._packer.pack_parsed(rows), strict=True):
-            # Batcher.batch_for and the mark of Progress, inlined: this runs once per record.
-            key = routing_key(row[ROW_SERVICE], row[ROW_LEVEL])
-            batch = open_batches.get(key) or batcher.batch_for(key)
-            batch.rows.append(packed)
-            batch.count += 1
-            batch.bytes += len(packed)
+        went = self.batcher.fill(keys, self._packer.pack_parsed(rows), progress, _source_of(src))
+        for batch, (_row, end) in zip(went, ready, strict=True):
             if marks and marks[-1].batch is batch:
                 marks[-1].end = end
             else:
                 marks.append(Mark(end, batch))
-                batch.add_waiter(progress)
-            if batch.full(size):
-                batcher.send(batch)
-        src.ready.clear()
+        progress.advance()  # batches confirmed as they were sent (a dry run) are passed at once
+        ready.clear()
 
     def _flush_idle_records(self, now: float) -> None:
         """Complete multi-line records whose source has been quiet for the multi-line timeout."""
@@ -469,6 +500,7 @@ class Shipper:
         stats.files = self.files.opened
         sources: list[Source] = [*self._all_sources(), *self.files.retired]
         stats.lines = sum(s.lines for s in sources)
+        stats.unfit = sum(s.parser.unfit for s in sources if s.parser is not None)
         stats.bytes = sum(s.bytes for s in sources)
         return stats
 
@@ -528,6 +560,30 @@ def ship(
             stats.http_records = server.intake.accepted_records
             stats.http_refused = server.intake.refused_requests
         return stats
+
+
+def explain_head(options: ShipOptions, path: str, head: bytes) -> list[Explanation]:
+    """``ship --explain``: the first lines of ``path`` (``head``, whole lines) parsed as ship parses them.
+
+    They go through a source made from the same options as ship's own (format, service,
+    line limit, zone), whose parser keeps its decisions for the explanation.
+    """
+    set_timezone(options.timezone)
+    src = Source(options.shape_for(path))
+    src.start_parser(EXPLAIN_PREFIX, 0)
+    assert src.parser is not None
+    src.parser.record_decisions()
+    src.pos = len(head)
+    src.take(head)
+    src.finish()
+    lines, offset = [], 0
+    for raw in head.split(b"\n")[: head.count(b"\n") + (not head.endswith(b"\n"))]:
+        lines.append((offset, raw.rstrip(b"\r").decode("utf-8", "replace")))
+        offset += len(raw) + 1
+    return explain(src.parser, [row for row, _end in src.ready], lines)
+
+
+EXPLAIN_PREFIX = "0000000000000000"
 
 
 def _close_intake(server: IntakeServer, timeout: float, notify: Notify) -> None:

@@ -18,7 +18,7 @@ from itertools import accumulate
 from typing import Any
 
 from logctl.parsing import LineParser
-from logctl.parsing.formats import DETECT
+from logctl.parsing.formats import DETECT, ParseOptions
 from logctl.records import WireRow, source_prefix
 
 FINGERPRINT_MAX = 1024
@@ -29,6 +29,25 @@ FLAG_INVALID_UTF8 = "logctl.invalid_utf8"
 FLAG_NUL = "logctl.nul_bytes"
 FLAG_TRUNCATED = "logctl.truncated_bytes"
 _PLUS_NEWLINE = (1).__add__  # a line's size with its newline, in C: map() calls it per line
+
+
+@dataclass(frozen=True, slots=True)
+class RecordShape:
+    """What shapes a source's records, fixed when the source is made (it cannot be changed later).
+
+    Every way records are made (a file, stdin, a parse worker's block, ``--explain``) builds
+    its parser from one of these, so an option means the same on every path.
+    """
+
+    service: str  # for records that name none
+    max_line_bytes: int = 1 << 20
+    parse: ParseOptions = DETECT  # detected, or one format forced (--format, path_formats)
+    path: str | None = None  # a file's path: its batches carry it, readers put it in attrs (log.file.path)
+    timezone: str = ""  # the zone of stamps that write none ("" = UTC)
+
+    def parser(self, prefix: str) -> LineParser:
+        """A parser for this source's lines, with record ids under ``prefix``."""
+        return LineParser(prefix, self.service, options=self.parse)
 
 
 @dataclass(slots=True)
@@ -48,11 +67,10 @@ class Source:
 
     name: str
 
-    def __init__(self, service: str, max_line_bytes: int) -> None:
-        self.service = service
-        self.max_line_bytes = max_line_bytes
+    def __init__(self, shape: RecordShape) -> None:
+        self._shape = shape
+        self.max_line_bytes = shape.max_line_bytes
         self.parser: LineParser | None = None
-        self.parse_options = DETECT  # how its lines are parsed: detected, or one format (--format)
         self.ready: list[tuple[WireRow, int]] = []
         self.pos = 0  # bytes consumed from the source
         self.lines = 0
@@ -62,9 +80,18 @@ class Source:
         self._buffer = b""
         self._long: _LongLine | None = None
 
+    @property
+    def shape(self) -> RecordShape:
+        """What shapes this source's records (given when it was made)."""
+        return self._shape
+
+    @property
+    def service(self) -> str:
+        return self._shape.service
+
     def start_parser(self, prefix: str, offset: int) -> None:
         """Begin parsing at ``offset`` with record ids under ``prefix``."""
-        self.parser = LineParser(prefix, self.service, options=self.parse_options)
+        self.parser = self._shape.parser(prefix)
         self.parser.emitted_end = offset
         self.pos = offset
 
@@ -229,8 +256,8 @@ class StdinSource(Source):
     again under the same name stores nothing twice, e.g. after ship was killed mid-way.
     """
 
-    def __init__(self, service: str, max_line_bytes: int, source_id: str | None = None, fd: int = 0) -> None:
-        super().__init__(service, max_line_bytes)
+    def __init__(self, shape: RecordShape, source_id: str | None = None, fd: int = 0) -> None:
+        super().__init__(shape)
         self.name = "-"
         self.fd = fd
         name = f"named:{source_id}" if source_id is not None else f"run:{uuid.uuid4().hex}"
@@ -258,8 +285,8 @@ class FileSource(Source):
     identified and not read: its identity, and so its record ids, must not change later.
     """
 
-    def __init__(self, path: str, fd: int, st: os.stat_result, service: str, max_line_bytes: int) -> None:
-        super().__init__(service, max_line_bytes)
+    def __init__(self, path: str, fd: int, st: os.stat_result, shape: RecordShape) -> None:
+        super().__init__(shape)
         self.name = path
         self.fd = fd
         self.key = f"{st.st_dev}:{st.st_ino}"

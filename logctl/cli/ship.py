@@ -31,12 +31,10 @@ from logctl.cli.app import (
 )
 from logctl.cli.status import render_status
 from logctl.errors import ConfigError, NotFound
-from logctl.files import default_service
 from logctl.intake import IntakeOptions, load_tokens
-from logctl.parsing.explain import explain
-from logctl.parsing.formats import ParseOptions, parse_options, user_formats_of
-from logctl.render import OutputMode, RecordRenderer, print_table, stderr_console, summary_line
-from logctl.shipper import ShipOptions, ShipStats, ship
+from logctl.parsing.formats import parse_options, user_formats_of
+from logctl.render import OutputMode, RecordRenderer, print_table, stderr_console, summary_line, write_json_lines
+from logctl.shipper import ShipOptions, ShipStats, explain_head, ship
 from logctl.units import parse_address, parse_duration, parse_size
 from logctl.watch import expand
 
@@ -199,9 +197,6 @@ def ship_cmd(
     path_formats = tuple(settings.path_formats.items())
     for _glob, name in path_formats:
         parse_options(name, parse.user_formats)  # an unknown name in the config: exit 3 now, not later
-    if explain:
-        _explain(paths or [], service, parse, path_formats, output)
-        return
     if status:
         render_status(CheckpointStore(settings.state_dir), output)
         return
@@ -231,6 +226,9 @@ def ship_cmd(
         path_formats=path_formats,
         timezone=settings.timezone,
     )
+    if explain:
+        _explain(options, output)
+        return
     renderer = RecordRenderer(output) if dry_run else None
     tune_gc_for_throughput()
     intake = None
@@ -257,38 +255,41 @@ def ship_cmd(
             intake=intake,
             on_progress=on_progress,
         )
-    notify(_summary(stats))
+    forced = options.parse.format is not None or bool(options.path_formats)
+    pairs = _summary_pairs(stats, forced)
+    if output is OutputMode.JSON and not dry_run:
+        write_json_lines([{k: v for k, v in pairs}])  # asked for JSON: the summary is the result
+    notify(("would ship " if dry_run else "shipped ") + summary_line(pairs))
 
 
 EXPLAIN_LINES = 30
 
 
-def _explain(
-    paths: list[str], service: str | None, parse: ParseOptions, path_formats: tuple[tuple[str, str], ...],
-    output: OutputMode,
-) -> None:  # fmt: skip
+def _explain(options: ShipOptions, output: OutputMode) -> None:
     """ship --explain: the first lines of each file, each with its format, the reason and its record."""
-    if not paths:
+    if not options.paths:
         raise ConfigError("give the files to explain: logctl ship --explain app.log")
-    options = ShipOptions(paths=tuple(paths), parse=parse, path_formats=path_formats)
-    for path in [p for pattern in paths for p in (["-"] if pattern == "-" else expand([pattern]) or [pattern])]:
-        lines = _first_lines(path, EXPLAIN_LINES)
-        found = explain(lines, service or default_service(path), options.parse_options_for(path))
+    patterns = options.paths
+    for path in [p for pattern in patterns for p in (["-"] if pattern == "-" else expand([pattern]) or [pattern])]:
+        found = explain_head(options, path, _head(path, EXPLAIN_LINES))
         columns = ("line", "format", "why", "record", "level", "timestamp", "service", "trace_id", "text")
         rows = [tuple(e.as_dict()[c] for c in columns) for e in found]
-        print_table(f"{path}: the first {len(lines)} line(s)", columns, rows, output)
+        print_table(f"{path}: the first {len(found)} line(s)", columns, rows, output)
+        fell_back = [e.line for e in found if e.fell_back]
+        if fell_back:
+            numbers = ", ".join(map(str, fell_back))
+            notify(f"{path}: no format took line(s) {numbers}: each is a record of its own, whole, at INFO")
 
 
-def _first_lines(path: str, count: int) -> list[str]:
+def _head(path: str, count: int) -> bytes:
+    """The first ``count`` lines of a file (or stdin), as bytes."""
     if path == "-":
-        raw = [sys.stdin.buffer.readline() for _ in range(count)]
-    else:
-        try:
-            with open(path, "rb") as fh:
-                raw = [fh.readline() for _ in range(count)]
-        except OSError as exc:
-            raise NotFound(f"cannot open {path}: {exc.strerror}") from exc
-    return [line.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace") for line in raw if line]
+        return b"".join(sys.stdin.buffer.readline() for _ in range(count))
+    try:
+        with open(path, "rb") as fh:
+            return b"".join(fh.readline() for _ in range(count))
+    except OSError as exc:
+        raise NotFound(f"cannot open {path}: {exc.strerror}") from exc
 
 
 PROGRESS_MIN_BYTES = 16 << 20  # smaller files are read before a bar would be worth drawing
@@ -320,7 +321,8 @@ def _positive(value: float | None, what: str) -> float | None:
     return value
 
 
-def _summary(stats: ShipStats) -> str:
+def _summary_pairs(stats: ShipStats, forced: bool) -> list[tuple[str, object]]:
+    """The closing summary; ``unfit`` whenever a format was forced (on the command line or per path)."""
     pairs: list[tuple[str, object]] = [
         ("lines", stats.lines),
         ("records", stats.records),
@@ -335,5 +337,7 @@ def _summary(stats: ShipStats) -> str:
             ("http_records", stats.http_records),
             ("http_refused", stats.http_refused),
         ]
-    pairs += [("seconds", f"{stats.seconds:.2f}"), ("lines_per_s", f"{stats.lines_per_second:.0f}")]
-    return "shipped " + summary_line(pairs)
+    if forced:
+        pairs.append(("unfit", stats.unfit))
+    pairs += [("seconds", round(stats.seconds, 2)), ("lines_per_s", round(stats.lines_per_second))]
+    return pairs

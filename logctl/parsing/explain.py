@@ -1,7 +1,8 @@
 """``ship --explain``: for each of the first lines of a file, which format took it and why.
 
-It asks the same code the parser runs, one line at a time, and then parses the lines as
-ship would to show which record each line ended up in. It is for a person looking at a
+The lines are parsed by the LineParser ship uses, asked to keep its decisions: the format
+of each line is the one the parser chose, never a second guess. This module only says
+why, in words, and which record each line ended up in. It is for a person looking at a
 field that came out wrong, not for the hot path.
 """
 
@@ -12,9 +13,8 @@ from typing import Any
 
 import orjson
 
-from logctl.parsing.fields import _plan_of
-from logctl.parsing.formats import DETECT, ParseOptions
-from logctl.parsing.lines import _CONTINUATION_FIRST, _CRI, _LOGFMT_START, _NOT_LOGFMT, LineParser, parse_logfmt
+from logctl.parsing.fields import Parsed, _plan_of
+from logctl.parsing.lines import _CONTINUATION_FIRST, LineParser
 from logctl.parsing.text import CANDIDATES, line_shape
 from logctl.records import LogRecord, WireRow, record_of
 
@@ -32,6 +32,7 @@ class Explanation:
     timestamp: str
     service: str
     trace_id: str | None
+    fell_back: bool  # no format took the line: it is a record of its own, whole, at INFO
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,19 +44,13 @@ class Explanation:
             "timestamp": self.timestamp,
             "service": self.service,
             "trace_id": self.trace_id,
+            "fell_back": self.fell_back,
             "text": self.text,
         }
 
 
-def _json_why(line: str) -> str | None:
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    if isinstance(obj.get("log"), str) and "stream" in obj:
-        return "Docker json-file wrapper: the line inside 'log' is parsed"
+def _json_why(line: str) -> str:
+    obj = orjson.loads(line)
     plan = _plan_of(dict(obj))
     roles = [f"{role} from {key!r}" for role, key in
              (("level", plan.level), ("time", plan.time), ("service", plan.service), ("trace id", plan.trace),
@@ -67,66 +62,58 @@ def _json_why(line: str) -> str | None:
     return "JSON object: " + (", ".join(roles) if roles else "no known keys (defaults, all keys in attrs)")
 
 
-def _format_of(line: str, options: ParseOptions, forced: LineParser) -> tuple[str, str]:
-    """(format, why) for one line alone; ``forced`` parses with the options' --format, if any."""
-    if line[:1] in _CONTINUATION_FIRST:
-        return "none", "starts with a space or tab, or is empty: never a record's first line"
-    if options.format is not None:
-        taken = forced._parse(line) is not None
-        return (
-            (options.format, "forced with --format")
-            if taken
-            else ("none", f"--format {options.format} does not fit it")
-        )
-    for user in options.user_formats:
-        if user.regex.match(line):
-            return user.name, "the user-defined format's regex matched (tried before the built-in ones)"
-    first = line[0]
-    if "0" <= first <= "9" and _CRI.match(line):
-        return "cri", "CRI container line (time, stream, F/P): the line after it is parsed"
-    if first == "{":
-        why = _json_why(line)
-        if why is not None:
-            return "json", why
-    elif first not in _NOT_LOGFMT and _LOGFMT_START.match(line) and parse_logfmt(line) is not None:
-        return "logfmt", "key=value pairs, one of them level, msg, time or the like"
+def _text_why(line: str, name: str) -> str:
     shape = line_shape(line)
-    tried: list[str] = []
-    for text_format in CANDIDATES[shape]:
-        found = text_format.regex.match(line)
-        if found is not None and text_format.build(found) is not None:
-            ahead = f" (not: {', '.join(tried)})" if tried else ""
-            return text_format.name, f"the first text format for lines starting {shape!r} that fits{ahead}"
-        tried.append(text_format.name)
-    return "none", f"no format fits (tried {', '.join(tried) or 'none'})"
+    tried = [f.name for f in CANDIDATES.get(shape, ())]
+    before = tried[: tried.index(name)] if name in tried else []
+    ahead = f" (not: {', '.join(before)})" if before else ""
+    return f"the first text format for lines starting {shape!r} that fits{ahead}"
 
 
-def explain(lines: list[str], service: str, options: ParseOptions = DETECT) -> list[Explanation]:
-    """Explain ``lines`` (the first lines of a file, without newlines)."""
-    parser = LineParser("explain", service, options=options)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line.encode("utf-8", "surrogatepass")) + 1)
-    ready: list[tuple[WireRow, int]] = []
-    parser.feed_lines(lines, offsets, ready)
-    rows = [row for row, _end in ready]
-    last = parser.flush()
-    if last is not None:
-        rows.append(last)
+def why_of(line: str, parsed: Parsed | None, parser: LineParser) -> tuple[str, str]:
+    """(format, why) of a line, from what the parser made of it."""
+    forced = parser.options.format
+    if parsed is None:
+        if line[:1] in _CONTINUATION_FIRST:
+            return "none", "starts with a space or tab, or is empty: never a record's first line"
+        if forced is not None:
+            return "none", f"--format {forced} does not fit it"
+        return "none", "no format fits"
+    name = parsed.format
+    if forced is not None:
+        return name, f"forced with --format {forced}"
+    if any(u.name == name for u in parser.options.user_formats):
+        return name, "the user-defined format's regex matched (tried before the built-in ones)"
+    if name == "json":
+        return name, _json_why(line)
+    if name == "logfmt":
+        return name, "key=value pairs, one of them level, msg, time or the like"
+    if name.startswith("cri/"):
+        return name, f"CRI container line (time, stream, F/P); the line inside is {name[4:]}"
+    if name.startswith("docker/"):
+        return name, f"Docker json-file wrapper; the line inside 'log' is {name[7:]}"
+    return name, _text_why(line, name)
+
+
+def explain(parser: LineParser, rows: list[WireRow], lines: list[tuple[int, str]]) -> list[Explanation]:
+    """Explain each line (its offset and text) from the decisions ``parser`` kept while it made ``rows``."""
+    decided = dict(parser.decisions or [])
     records: list[LogRecord] = [record_of(row) for row in rows]
     starts = [int(r.id.rsplit("-", 1)[1], 16) for r in records]
     out = []
     index = 0
-    for number, (line, offset) in enumerate(zip(lines, offsets, strict=False)):
+    for number, (offset, line) in enumerate(lines, 1):
         while index + 1 < len(starts) and starts[index + 1] <= offset:
             index += 1
         record = records[index]
-        name, why = _format_of(line, options, parser)
-        if starts[index] != offset:
+        parsed = decided.get(offset)
+        name, why = why_of(line, parsed, parser)
+        starts_record = starts[index] == offset
+        if not starts_record:
             name, why = "continuation", f"joins record {index + 1} above ({why})"
         out.append(
             Explanation(
-                number + 1,
+                number,
                 line,
                 name,
                 why,
@@ -135,6 +122,7 @@ def explain(lines: list[str], service: str, options: ParseOptions = DETECT) -> l
                 record.timestamp.isoformat(),
                 record.service,
                 record.trace_id,
+                starts_record and parsed is None,
             )
         )
     return out

@@ -278,6 +278,9 @@ class Parsed(msgspec.Struct):
     # A header line whose level is on the line below (java.util.logging's two-line records):
     # a ``LEVEL: message`` line right after it completes this record instead of starting one.
     awaits_level: bool = False
+    # The format that took the line ("json", "logfmt", a text format's name, ...), which
+    # ``ship --explain`` reports: set where the parser decided, so explain needs no detector.
+    format: str = ""
 
 
 TIME_KEYS = (

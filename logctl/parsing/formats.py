@@ -52,6 +52,7 @@ class UserFormat:
             attrs,
         )
         parsed.text = True  # like the text formats: a record with a time takes the lines below it
+        parsed.format = self.name
         return parsed
 
     def _micros(self, stamp: str) -> int | None:

@@ -28,6 +28,8 @@ from logctl.records import Level, LogRecord, WireRow, id_format, micros_of, now_
 # batch, well under RabbitMQ's max_message_size (128 MiB by default), which a stack of
 # 1,000 lines of 1 MiB would exceed.
 MAX_CONTINUATION_LINES = 1000
+# Set on a record whose line held no time it could read: its timestamp is when it was read.
+READ_TIME_KEY = "logctl.read_time"
 MAX_RECORD_BYTES = 4 << 20
 
 _LOGFMT_START = re.compile(r"[A-Za-z_@][\w.@/-]*=")
@@ -51,6 +53,13 @@ def _unquote(value: str) -> str:
         if "\\" in value:
             value = value.replace('\\"', '"').replace("\\\\", "\\").replace("\\n", "\n")
     return value
+
+
+def _parse_logfmt_named(line: str) -> Parsed | None:
+    parsed = parse_logfmt(line)
+    if parsed is not None:
+        parsed.format = "logfmt"
+    return parsed
 
 
 def parse_logfmt(line: str) -> Parsed | None:
@@ -96,6 +105,15 @@ class LineParser:
             self._parse = self._parse_user_first
         self._ids = id_format(prefix)
         self.emitted_end = 0
+        # Lines a forced format (--format) did not take, that became records of their own
+        # (whole line, INFO); the first of them, as (offset, line), for the operator.
+        self.unfit = 0
+        self.first_unfit: tuple[int, str] | None = None
+        self.last_unfit_start = -1
+        self._forced = options.format is not None
+        # (offset, what the line parsed to) for every line, when ``record_decisions`` is
+        # called (ship --explain); None otherwise, at the cost of one test per call.
+        self.decisions: list[tuple[int, Parsed | None]] | None = None
         self._clock = clock
         # The record still open, kept in plain attributes rather than an object per line.
         self._parsed: Parsed | None = None
@@ -146,6 +164,8 @@ class LineParser:
             if first not in _CONTINUATION_FIRST:
                 for i in group:
                     found[i] = parse(lines[i])
+        if self.decisions is not None:
+            self.decisions.extend(zip(bounds, found, strict=False))
         for line, parsed, (start, end) in zip(lines, found, pairwise(bounds), strict=True):
             if self._awaiting and parsed is not None and self._take_level_line(parsed, end):
                 continue
@@ -162,6 +182,8 @@ class LineParser:
                         continue
                 parsed = Parsed(line)
                 headed = False
+                if self._forced:
+                    self._note_unfit(start, line)
             else:
                 headed = parsed.text and parsed.micros is not None
             if self._parsed is not None:
@@ -172,6 +194,22 @@ class LineParser:
             self._headed = headed
             self._awaiting = parsed.awaits_level
             self._flags = flags
+
+    def record_decisions(self) -> None:
+        """From now on keep, for each line, what it parsed to (see ``decisions``)."""
+        self.decisions = []
+
+    def _note_unfit(self, start: int, line: str) -> None:
+        self.unfit += 1
+        self.last_unfit_start = start
+        if self.first_unfit is None:
+            self.first_unfit = (start, line)
+
+    def add_unfit(self, count: int, first: tuple[int, str] | None) -> None:
+        """Count lines of this source that a parse worker found the forced format did not fit."""
+        self.unfit += count
+        if first is not None and (self.first_unfit is None or first[0] < self.first_unfit[0]):
+            self.first_unfit = first
 
     def _take_level_line(self, parsed: Parsed, end: int) -> bool:
         """The ``LEVEL: message`` line under a header that awaits it completes that record."""
@@ -201,6 +239,7 @@ class LineParser:
         elif first not in _NOT_LOGFMT and _LOGFMT_START.match(line):
             parsed = parse_logfmt(line)
             if parsed is not None:
+                parsed.format = "logfmt"
                 return parsed
         elif line[10:11] == "T" and (" stdout " in line[:48] or " stderr " in line[:48]):
             cri = _CRI.match(line)  # a container runtime's line: the line inside is parsed
@@ -224,7 +263,7 @@ class LineParser:
         if name == "json":
             return lambda line: self._parse_json(line) if line[:1] == "{" else None
         if name == "logfmt":
-            return parse_logfmt
+            return _parse_logfmt_named
         if name == "cri":
             return lambda line: self._parse_cri(found) if (found := _CRI.match(line)) else None
         text_format = TEXT_FORMATS[str(name)]
@@ -234,6 +273,7 @@ class LineParser:
             parsed = text_format.build(found) if found is not None else None
             if parsed is not None:
                 parsed.text = True
+                parsed.format = text_format.name
             return parsed
 
         return parse_text_format
@@ -244,12 +284,13 @@ class LineParser:
         matchers = MATCHERS_BY_FIRST.get(line[0], MATCHERS_OTHER)  # line_shape(), inlined
         if matchers is None:
             matchers = MATCHERS_BY_FIFTH.get(line[4:5], MATCHERS_DIGITS)
-        for match, build in matchers:
+        for match, build, name in matchers:
             found = match(line)
             if found is not None:
                 parsed = build(found)
                 if parsed is not None:
                     parsed.text = True
+                    parsed.format = name
                     return parsed
         return None
 
@@ -263,12 +304,15 @@ class LineParser:
         inner = obj.get("log")
         if isinstance(inner, str) and "stream" in obj:
             return self._parse_docker(obj, inner.rstrip("\r\n"))
-        return parsed_from_mapping(obj, line)
+        parsed = parsed_from_mapping(obj, line)
+        parsed.format = "json"
+        return parsed
 
     def _parse_cri(self, cri: re.Match[str]) -> Parsed:
         """The CRI log format (containerd, CRI-O): ``<RFC 3339 time> <stream> <F|P> <line>``."""
         inner = cri.group("line")
         parsed = (self._parse(inner) if inner and inner[0] not in " \t" else None) or Parsed(inner)
+        parsed.format = f"cri/{parsed.format or 'plain'}"
         parsed.attrs["stream"] = cri.group("stream")
         if cri.group("tag") == "P":
             parsed.attrs["partial"] = True  # the runtime split a long line: the rest follows
@@ -280,6 +324,7 @@ class LineParser:
     def _parse_docker(self, wrapper: dict[str, Any], inner: str) -> Parsed:
         """Docker's json-file driver: the real line is inside ``log``."""
         parsed = (self._parse(inner) if inner and inner[0] not in " \t" else None) or Parsed(inner)
+        parsed.format = f"docker/{parsed.format or 'plain'}"
         parsed.attrs["stream"] = wrapper.get("stream")
         if parsed.micros is None:
             parsed.micros = micros_from_value(wrapper.get("time"))
@@ -300,10 +345,14 @@ class LineParser:
         attrs = parsed.attrs
         if self._flags:
             attrs.update(self._flags)
+        micros = parsed.micros
+        if micros is None:  # no time in the line: the time it was read, and a flag that says so
+            micros = micros_of(self._clock())
+            attrs[READ_TIME_KEY] = True
         self.emitted_end = self._end
         return [
             self._ids % self._start,
-            micros_of(self._clock()) if parsed.micros is None else parsed.micros,
+            micros,
             parsed.level or Level.INFO,
             parsed.service or self.service,
             message,

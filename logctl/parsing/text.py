@@ -605,14 +605,14 @@ CANDIDATES: dict[str, tuple[TextFormat, ...]] = {
 }
 
 
-# The same as (regex.match, build) pairs, looked up without calling line_shape: by a
-# line's first character, then for digits (None) by its fifth. Per line, the calls saved
+# The same as (regex.match, build, name) triples, looked up without calling line_shape: by
+# a line's first character, then for digits (None) by its fifth. Per line, the calls saved
 # cost as much as a failed regex match.
-Matchers = tuple[tuple[Callable[[str], re.Match[str] | None], Callable[[re.Match[str]], Parsed | None]], ...]
+Matchers = tuple[tuple[Callable[[str], re.Match[str] | None], Callable[[re.Match[str]], Parsed | None], str], ...]
 
 
 def _matchers(shape: str) -> Matchers:
-    return tuple((f.regex.match, f.build) for f in CANDIDATES[shape])
+    return tuple((f.regex.match, f.build, f.name) for f in CANDIDATES[shape])
 
 
 MATCHERS_BY_FIRST: dict[str, Matchers | None] = {

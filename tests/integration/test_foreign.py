@@ -143,8 +143,9 @@ def test_a_json_content_type_with_a_body_that_is_not_json_is_a_flagged_text_reco
     with sqlite3.connect(db) as conn:
         rows = conn.execute("select level, message, trace_id, attrs from records").fetchall()
     assert sorted(rows) == [
-        ("ERROR", "real json", "abc", "{}"),
-        ("INFO", "{oops, not json", None, '{"logctl.invalid_json":true}'),
+        # Neither body names a time: each record's is when it was decoded, and says so.
+        ("ERROR", "real json", "abc", '{"logctl.read_time":true}'),
+        ("INFO", "{oops, not json", None, '{"logctl.invalid_json":true,"logctl.read_time":true}'),
     ]
 
 

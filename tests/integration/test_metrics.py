@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -104,3 +105,46 @@ def test_a_metrics_port_in_use_is_exit_3(env: Env, tmp_path: Path) -> None:
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
+
+
+def test_lines_a_forced_format_does_not_fit_are_counted_named_once_and_scraped(env: Env, tmp_path: Path) -> None:
+    """--format json on a file with other lines: kept whole, counted in the summary and the metrics, named once."""
+    log = tmp_path / "mixed.log"
+    lines = [
+        '{"level":"warn","msg":"fits"}',
+        'level=error msg="disk full"',
+        "plain words",
+        '{"msg":"fits too"}',
+        "more",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    ship = start_logctl(["ship", "--format", "json", "--metrics-address", "127.0.0.1:0", str(log)], env, text=True)
+    try:
+        url = metrics_url(ship)
+        wait_for(lambda: scrape(url).get("logctl_format_unfit_lines_total") == 3)
+        with log.open("a") as fh:
+            fh.write("one more line that is not JSON\n")
+        wait_for(lambda: scrape(url).get("logctl_format_unfit_lines_total") == 4)
+    finally:
+        ship.send_signal(signal.SIGTERM)
+        _out, err = ship.communicate(timeout=60)
+    assert ship.returncode == 0, err
+    named = [line for line in err.splitlines() if "does not fit format json" in line]
+    assert len(named) == 1 and "level=error msg=" in named[0] and "byte 30" in named[0], named
+    assert "unfit=4" in err
+
+    summary = run_logctl(
+        ["ship", "--no-follow", "--format", "json", "--output", "json", str(log)],
+        {**env, "LOGCTL_STATE_DIR": str(tmp_path / "s2")},
+    )
+    assert summary.returncode == 0, summary.stderr
+    assert json.loads(summary.stdout)["unfit"] == 4
+    records = sink_records(env, tmp_path)
+    assert [r["message"] for r in records if r["level"] == "INFO"][:2] == ['level=error msg="disk full"', "plain words"]
+
+
+def sink_records(env: Env, tmp_path: Path) -> list[dict[str, object]]:
+    out = tmp_path / "out.jsonl"
+    consumed = run_logctl(["consume", "--exit-when-idle", "1s", "--sink", f"file://{out}"], env)
+    assert consumed.returncode == 0, consumed.stderr
+    return sorted((json.loads(line) for line in out.read_text().splitlines()), key=lambda r: str(r["id"]))

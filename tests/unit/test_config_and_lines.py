@@ -10,7 +10,7 @@ import pytest
 from logctl.config import mask_url, resolve
 from logctl.errors import ConfigError
 from logctl.records import record_of
-from logctl.sources import FLAG_INVALID_UTF8, FLAG_NUL, FLAG_TRUNCATED, FileSource
+from logctl.sources import FLAG_INVALID_UTF8, FLAG_NUL, FLAG_TRUNCATED, FileSource, RecordShape
 
 
 def test_flags_beat_env_beat_file_beat_defaults(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_passwords_are_masked_everywhere() -> None:
 
 def read_all(path: Path, max_line: int = 1 << 20, chunk: int = 1 << 16) -> FileSource:
     fd = os.open(path, os.O_RDONLY)
-    src = FileSource(str(path), fd, os.fstat(fd), "t", max_line)
+    src = FileSource(str(path), fd, os.fstat(fd), RecordShape("t", max_line))
     first = src.first_line(final=True)
     assert first is not None
     src.identify(first)
@@ -93,7 +93,7 @@ def test_partial_last_line_is_shipped_only_at_true_end(tmp_path: Path) -> None:
     path = tmp_path / "p.log"
     path.write_bytes(b"one\ntwo-without-newline")
     fd = os.open(path, os.O_RDONLY)
-    src = FileSource(str(path), fd, os.fstat(fd), "t", 1 << 20)
+    src = FileSource(str(path), fd, os.fstat(fd), RecordShape("t"))
     first = src.first_line(final=False)
     assert first is not None
     src.identify(first)

@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
-from tests.corpus.score import CORPUS, score_all, table
+import pytest
+from typer.testing import CliRunner
+
+from logctl.cli import app
+from tests.corpus.score import CORPUS, load, score_all, table
 
 README = CORPUS.parent.parent / "README.md"
 BEGIN, END = "<!-- corpus table: benchmarks/corpus.py --readme -->", "<!-- end of corpus table -->"
@@ -39,3 +44,32 @@ def test_the_readme_table_is_the_corpus_table() -> None:
         pytest.fail("the README has no corpus table: run benchmarks/corpus.py --readme")
     shown = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert shown == table(score_all()), "the README's corpus table is stale: run benchmarks/corpus.py --readme"
+
+
+def test_explain_and_ship_agree_on_every_corpus_line(tmp_path: Path) -> None:
+    """For every line of every corpus file: explain's record and level are those of the record ship made of it."""
+    from logctl.shipper import ShipOptions, explain_head
+
+    runner = CliRunner()
+    env = {"LOGCTL_CONFIG": str(tmp_path / "none.toml"), "LOGCTL_STATE_DIR": str(tmp_path / "s"), "LOGCTL_WORKERS": "0"}
+    checked = 0
+    for corpus_file in sorted(CORPUS.glob("*.txt")):
+        _header, lines, _expected = load(corpus_file)
+        log = tmp_path / f"{corpus_file.stem}.log"
+        log.write_text("\n".join(lines) + "\n")
+        result = runner.invoke(app, ["ship", "--no-follow", "--dry-run", "-o", "json", str(log)], env=env)
+        assert result.exit_code == 0, result.output
+        shipped = [json.loads(line) for line in result.stdout.splitlines()]
+        explained = explain_head(ShipOptions(paths=(str(log),)), str(log), log.read_bytes())
+        assert len(explained) == len(lines)
+        starts = {int(r["id"].rsplit("-", 1)[1], 16): n for n, r in enumerate(shipped, 1)}
+        offset = 0
+        record = 0
+        for line, explanation in zip(lines, explained, strict=True):
+            record = starts.get(offset, record)
+            assert explanation.record == record, (corpus_file.name, line)
+            assert explanation.level == shipped[record - 1]["level"], (corpus_file.name, line)
+            assert (explanation.format == "continuation") == (offset not in starts), (corpus_file.name, line)
+            offset += len(line.encode()) + 1
+            checked += 1
+    assert checked > 100  # every line of the corpus was looked at

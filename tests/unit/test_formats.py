@@ -40,7 +40,7 @@ def test_a_user_defined_format_is_detected_before_the_built_in_ones(tmp_path: Pa
     legacy, other = dry_run([str(log)], env)
     assert (legacy["level"], legacy["service"], legacy["message"]) == ("WARN", "billing", "card declined")
     assert legacy["timestamp"] == "2026-11-27T11:32:10.000Z"
-    assert legacy["attrs"] == {"request": "17"}
+    assert legacy["attrs"] == {"request": "17", "log.file.path": str(log)}
     assert (other["level"], other["message"]) == ("ERROR", "json still")
 
 

@@ -13,6 +13,7 @@ from logctl.config import Settings
 from logctl.parallel import MIN_BACKLOG_BYTES, BlockJob, BlockPool, parse_block
 from logctl.records import LogRecord, record_of, record_to_dict
 from logctl.shipper import ShipOptions, ship
+from logctl.sources import RecordShape
 
 
 def _messy_lines(rng: random.Random, count: int) -> list[bytes]:
@@ -112,7 +113,7 @@ def test_a_block_leaves_its_lead_and_last_record_to_the_source_parser() -> None:
         b"2024-03-01 10:00:00,123 ERROR [w] last\n"
         b"  at frame\n"
     )
-    job = BlockJob(data, 1000, "p", "svc", 1 << 20, "msgpack")
+    job = BlockJob(data, 1000, "p", RecordShape("svc"), "msgpack")
     result = parse_block(job)
     assert result.lead_end == 1000 + data.index(b'{"level":"info"')
     assert result.rest_start == 1000 + data.index(b"2024-03-01")
@@ -130,7 +131,7 @@ def test_a_block_keeps_source_order_within_each_routing_key() -> None:
         )
     ]
     data = ("\n".join(lines) + "\n").encode()
-    result = parse_block(BlockJob(data, 0, "p", "svc", 1 << 20, "msgpack"))
+    result = parse_block(BlockJob(data, 0, "p", RecordShape("svc"), "msgpack"))
 
     messages: dict[str, list[int]] = {}
     for key, (buf, ends) in result.rows.items():
@@ -181,7 +182,7 @@ def test_a_pool_abandoned_mid_round_parses_the_next_round_right() -> None:
     write in their shared buffers: those must not be handed to the next round's jobs."""
     line = '{{"time":"2026-11-27T11:32:10Z","level":"info","msg":"{}"}}\n'
     block = "".join(line.format(i) for i in range(40_000)).encode()
-    jobs = [BlockJob(block, n * len(block), "p", "svc", 1 << 20, "msgpack") for n in range(8)]
+    jobs = [BlockJob(block, n * len(block), "p", RecordShape("svc"), "msgpack") for n in range(8)]
     expected = [parse_block(job) for job in jobs]
     pool = BlockPool(2)
     try:

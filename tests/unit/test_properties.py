@@ -15,7 +15,7 @@ from logctl.parsing.fields import Parsed, micros_from_iso
 from logctl.parsing.lines import _LOGFMT_PAIR, _LOGFMT_PAIR_PLAIN, _unquote
 from logctl.parsing.text import CANDIDATES, line_shape
 from logctl.records import MAX_MICROS, MIN_MICROS, Level, LogRecord, micros_of, record_of
-from logctl.sources import FileSource, Source
+from logctl.sources import FileSource, RecordShape, Source
 from tests.unit.test_parsing import FORMAT_EXAMPLES
 
 json_values = st.recursive(
@@ -53,7 +53,7 @@ def test_reading_arbitrary_bytes_yields_records_and_never_raises(data: bytes, ma
         fh.write(data)
     try:
         fd = os.open(fh.name, os.O_RDONLY)
-        src = FileSource(fh.name, fd, os.fstat(fd), "fuzz", max_line)
+        src = FileSource(fh.name, fd, os.fstat(fd), RecordShape("fuzz", max_line))
         first = src.first_line(final=True)
         if first is None:
             assert data == b""
@@ -94,7 +94,7 @@ _BLOCK_LINES = [
 
 def _source_at(offset: int, max_line: int) -> Source:
     """A source parsing from ``offset``, whose lines without a timestamp all get the same one."""
-    source = Source("svc", max_line)
+    source = Source(RecordShape("svc", max_line))
     source.start_parser("p", offset)
     source.parser = LineParser("p", "svc", clock=lambda: datetime(2026, 11, 27, tzinfo=UTC))
     source.parser.emitted_end = offset
@@ -143,6 +143,7 @@ def _first_format_taking(line: str) -> Parsed | None:
         parsed = fmt.build(match) if match else None
         if parsed is not None:
             parsed.text = True  # as the parser marks what a text format took
+            parsed.format = fmt.name  # and which one it was (ship --explain reports it)
             return parsed
     return None
 
