@@ -5,7 +5,8 @@ candidate formats (its shape), which are tried in one fixed order: which format 
 taken for depends on the line alone, never on the lines before it. Lines that no format
 recognises continue the record above them when that record had a text header (stack
 traces, wrapped messages) or when they are indented; otherwise each becomes an INFO
-record of its own. Parsing never fails and never drops a line.
+record of its own. Parsing never fails and never drops a line, but for blank lines that
+continue no record: they are no record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from logctl.parsing.fields import Parsed, micros_from_value, parsed_from_mapping, trace_from_value
 from logctl.parsing.formats import DETECT, TEXT_FORMATS, ParseOptions
+from logctl.parsing.header import read_header
 from logctl.parsing.text import MATCHERS_BY_FIFTH, MATCHERS_BY_FIRST, MATCHERS_DIGITS, MATCHERS_OTHER
 from logctl.records import Level, LogRecord, WireRow, id_format, micros_of, now_utc, record_of
 
@@ -180,6 +182,8 @@ class LineParser:
                         if flags:
                             self._flags = {**(self._flags or {}), **flags}
                         continue
+                if not line.strip():
+                    continue  # a blank line that continues no record is no record of its own
                 parsed = Parsed(line)
                 headed = False
                 if self._forced:
@@ -245,7 +249,8 @@ class LineParser:
             cri = _CRI.match(line)  # a container runtime's line: the line inside is parsed
             if cri is not None:
                 return self._parse_cri(cri)
-        return self._parse_text(line)
+        # No known format: the generic header reader (a time at the start, a level after it).
+        return self._parse_text(line) or read_header(line)
 
     def _parse_user_first(self, line: str) -> Parsed | None:
         for user in self.options.user_formats:

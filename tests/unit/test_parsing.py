@@ -310,3 +310,54 @@ def test_words_in_a_sentence_still_continue_the_record_above() -> None:
 )  # fmt: skip
 def test_numeric_levels_are_read_by_their_scheme(value: str, level: Level) -> None:
     assert one(f'{{"msg":"x",{value}}}').level is level
+
+
+def test_a_blank_line_is_no_record_and_blank_lines_inside_one_stay_out_of_its_message() -> None:
+    records = parse_text("\n  \nhello\n\n \nworld\n\n", "0123456789abcdef", "svc")
+    assert [r.message for r in records] == ["hello", "world"]
+    assert [int(r.id.rsplit("-", 1)[1], 16) for r in records] == [4, 13]
+
+
+# This machine's own logs, in the layouts their programs write (issue 24): none is a known format.
+MACHINE_LOGS = [
+    # NATS server: [pid] date time.micros [LVL] message
+    ("[2967] 2026/12/03 07:27:04.280294 [ERR] Error listening on port: 4222", "ERROR", "2026-12-03T07:27:04.280", None),
+    ("[2967] 2026/12/03 07:27:04.280357 [WRN]   Version:  2.9.10", "WARN", "2026-12-03T07:27:04.280", None),
+    ("[2967] 2026/12/03 07:27:04.280359 [INF] Starting nats-server", "INFO", "2026-12-03T07:27:04.280", None),
+    # Mosquitto: epoch seconds, a colon
+    ("1796282824: mosquitto version 2.0.11 starting", "INFO", "2026-12-03T07:27:04.000", None),
+    # update-alternatives (alternatives.log): the program, then its time
+    (
+        "update-alternatives 2025-06-24 14:36:53: link group pager updated",
+        "INFO",
+        "2025-06-24T14:36:53.000",
+        "update-alternatives",
+    ),
+    # apt's history.log: a label before the time
+    ("Start-Date: 2025-06-24  14:36:25", "INFO", "2025-06-24T14:36:25.000", None),
+    # dots between the date's parts, a zone name, a level with a colon
+    ("2026.11.27 11:32:10 UTC error: the disk is full", "ERROR", "2026-11-27T11:32:10.000", None),
+]
+
+
+@pytest.mark.parametrize("line,level,stamp,service", MACHINE_LOGS)
+def test_the_generic_header_reader_finds_time_and_level_where_no_format_knows_the_line(
+    line: str, level: str, stamp: str, service: str | None
+) -> None:
+    (record,) = parse_text(line + "\n", "0123456789abcdef", "file")
+    assert record.level.value == level
+    assert record.timestamp.isoformat(timespec="milliseconds").startswith(stamp)
+    assert record.service == (service or "file")
+    assert "logctl.read_time" not in record.attrs
+
+
+def test_the_header_reader_takes_no_line_without_a_time_so_traces_stay_whole() -> None:
+    text = (
+        "[2967] 2026/12/03 07:27:04.280294 [ERR] request failed\n"
+        "Caused by: java.lang.Error: boom\n"
+        "\tat com.example.Main.main(Main.java:5)\n"
+        "[2967] 2026/12/03 07:27:05.000000 [INF] next\n"
+    )
+    first, second = parse_text(text, "0123456789abcdef", "file")
+    assert first.message == "request failed\nCaused by: java.lang.Error: boom\n\tat com.example.Main.main(Main.java:5)"
+    assert (first.level.value, second.message) == ("ERROR", "next")
