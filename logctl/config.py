@@ -62,6 +62,13 @@ def _positive_int(raw: object) -> int:
     return value
 
 
+def _non_negative_int(raw: object) -> int:
+    value = int(str(raw))
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _serializer(raw: object) -> str:
     value = str(raw).lower()
     if value not in ("msgpack", "json"):
@@ -176,12 +183,12 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "serializer": _serializer,
     "batch_size": _positive_int,
     "consume_batch_size": _positive_int,
-    "linger_ms": lambda raw: max(0, int(str(raw))),
+    "linger_ms": _non_negative_int,
     "max_in_flight": _positive_int,
     "prefetch": _positive_int,
-    "connect_retries": lambda raw: max(0, int(str(raw))),
+    "connect_retries": _non_negative_int,
     "connect_timeout": lambda raw: float(str(raw)),
-    "heartbeat": lambda raw: max(0, int(str(raw))),
+    "heartbeat": _non_negative_int,
     "delivery_limit": _positive_int,
     "default_queue": str,
     "management_url": str,
@@ -190,7 +197,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "cert_file": lambda raw: str(Path(str(raw)).expanduser()),
     "key_file": lambda raw: str(Path(str(raw)).expanduser()),
     "insecure": _bool,
-    "workers": lambda raw: max(0, int(str(raw))),
+    "workers": _non_negative_int,
     "timezone": lambda raw: _timezone(str(raw)),
     "formats": lambda raw: _table(raw, "[formats.NAME] tables, each with regex = '...'"),
     "path_formats": lambda raw: {str(k): str(v) for k, v in _table(raw, 'a table of "glob" = "format"').items()},

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import glob
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from logctl.checkpoint import Checkpoint, CheckpointStore, Mark, Progress, state
 from logctl.codec import RowPacker, decode_rows
 from logctl.config import Settings
 from logctl.delivery import Batcher, Output, Receipt
+from logctl.errors import NotFound
 from logctl.files import FileTracker, check_paths, default_service
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
 from logctl.parsing.explain import Explanation, explain
@@ -210,6 +212,7 @@ class Shipper:
             watcher.__enter__()
         try:
             self.files.scan(initial=True)
+            self._check_matched()
             self._loop(stop, watcher)
             self._shutdown()
         finally:
@@ -253,6 +256,15 @@ class Shipper:
                     watcher.wake.wait(0.05)
                 else:
                     time.sleep(0.02)
+
+    def _check_matched(self) -> None:
+        """A glob that matches nothing is said; with --no-follow and nothing to read at all, NotFound."""
+        empty = [p for p in self.files.patterns if glob.has_magic(p) and not expand([p], self.options.exclude)]
+        if empty and not self.options.follow and not self.files.sources and self.stdin is None:
+            raise NotFound(f"no file matches {', '.join(empty)}: nothing to ship")
+        for pattern in empty:
+            wait = "; ship waits for one to appear" if self.options.follow else ""
+            self.notify(f"warning: no file matches {pattern} yet{wait}")
 
     def _input_done(self) -> bool:
         """No-follow: every file read to its end. Follow: only a stdin-only run ends (at EOF)."""

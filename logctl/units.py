@@ -12,11 +12,13 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-def parse_duration(text: str, what: str = "duration") -> float:
-    """Return seconds for ``500ms``, ``30s``, ``5m``, ``2h``, ``7d`` or a bare number of seconds."""
+def parse_duration(text: str, what: str = "duration", *, unit_required: bool = False) -> float:
+    """Return seconds for ``500ms``, ``30s``, ``5m``, ``2h``, ``7d`` (or bare seconds, unless ``unit_required``)."""
     match = _DURATION.match(text)
     if not match:
         raise ConfigError(f"{what}: {text!r} is not a duration (examples: 500ms, 30s, 5m, 2h, 7d)")
+    if unit_required and match.group(2) is None:
+        raise ConfigError(f"{what}: {text!r} has no unit: write 3d, 12h or 30m (a bare number is ambiguous here)")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 

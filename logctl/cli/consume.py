@@ -27,7 +27,7 @@ from logctl.dedupe import SharedIds
 from logctl.errors import ConfigError
 from logctl.render import summary_line
 from logctl.retention import Retention
-from logctl.sinks import PrunableSink, Sink, default_sink_uri, open_sink
+from logctl.sinks import PrunableSink, Sink, check_sink_dir, default_sink_uri, open_sink
 from logctl.transport import Broker, default_queue_name, topology_of
 from logctl.units import parse_duration
 
@@ -118,7 +118,9 @@ def consume_cmd(
     )
     serve_metrics(metrics_address)
     keep_s = _retain_seconds(retain)
-    target = open_sink(sink or default_sink_uri(settings.state_dir))
+    uri = sink or default_sink_uri(settings.state_dir)
+    check_sink_dir(uri, settings.state_dir)
+    target = open_sink(uri)
     shared = SharedIds(dedupe, parse_duration(dedupe_ttl, "--dedupe-ttl")) if dedupe else None
     try:
         retention = _retention(target, keep_s)

@@ -96,14 +96,20 @@ def diff_cmd(
     exchange: ExchangeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Compare a preset (with overrides) with the policy live on the broker, key by key."""
+    """Compare a preset (with overrides) with the policy live on the broker, key by key.
+
+    Exits 0 when they are the same and 1 when they differ, as diff(1) does.
+    """
     settings = settings_from(config, url=url, exchange=exchange, management_url=management)
     desired = override(load_preset(name, settings.exchange), sets or [], pattern, priority, apply_to).bind(
         vhost, policy_name
     )
     live = _api(settings).policy(vhost, desired.name)
-    rows = [(d.key, d.live, d.desired, d.change.value) for d in diff_policy(desired, live)]
+    diffs = diff_policy(desired, live)
+    rows = [(d.key, d.live, d.desired, d.change.value) for d in diffs]
     print_table(f"{desired.name} in vhost {vhost}", ("key", "live", "desired", "change"), rows, output)
+    if any(d.change is not Change.SAME for d in diffs):
+        raise typer.Exit(1)
 
 
 @policy_app.command(

@@ -215,7 +215,7 @@ def ship_cmd(
         linger_s=settings.linger_ms / 1000,
         serializer=settings.serializer,
         from_end=from_end,
-        ignore_older_s=parse_duration(ignore_older, "--ignore-older") if ignore_older else None,
+        ignore_older_s=parse_duration(ignore_older, "--ignore-older", unit_required=True) if ignore_older else None,
         exclude=tuple(exclude or ()),
         max_line_bytes=parse_size(max_line_bytes, "--max-line-bytes"),
         rotate_wait_s=parse_duration(rotate_wait, "--rotate-wait"),

@@ -90,6 +90,26 @@ def sink_path(uri: str) -> Path:
     return Path(path).expanduser()
 
 
+def check_sink_dir(uri: str, state_dir: Path) -> None:
+    """Refuse a file or SQLite sink whose directory is missing, unless it is in the state dir (made there).
+
+    A typo in ``--sink sqlite:///var/lib/logz/x.db`` would otherwise make directories
+    wherever it points, the filesystem root included.
+    """
+    scheme = urlsplit(uri).scheme if "://" in uri else uri
+    if scheme not in ("sqlite", "file"):
+        return
+    parent = sink_path(uri).parent
+    if parent.is_dir():
+        return
+    inside = parent.resolve().is_relative_to(state_dir.expanduser().resolve())
+    if not inside:
+        raise ConfigError(
+            f"sink {uri}: the directory {parent} does not exist; create it first "
+            "(logctl makes directories only inside its state dir)"
+        )
+
+
 def open_sink(uri: str) -> Sink[Any]:
     """Open the sink a URI names; ConfigError for an unknown scheme."""
     scheme = urlsplit(uri).scheme if "://" in uri else uri

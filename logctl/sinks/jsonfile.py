@@ -61,6 +61,8 @@ class JsonFileSink:
             self._db.execute("COMMIT")
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write file sink {path}: permission denied") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot open file sink {path}: {exc.strerror}") from exc
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the index of file sink {path} ({index}): {exc}") from exc
 

@@ -84,6 +84,8 @@ class SqliteSink:
             self._most_rows = rows_per_insert(self._db)
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write SQLite sink {path}: permission denied") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot open SQLite sink {path}: {exc.strerror}") from exc
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open SQLite sink {path}: {exc}") from exc
 

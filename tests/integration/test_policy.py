@@ -50,7 +50,9 @@ def test_apply_diff_delete_round_trip(env: Env, policy_name: str) -> None:
 
     same = run_logctl(["policy", "diff", "ha-log", *scope, "--output", "json"], env)
     assert {r["change"] for r in map(json.loads, same.stdout.splitlines())} == {"same"}
+    assert same.returncode == 0, same.stderr  # diff(1)'s convention: 0 the same, 1 different
     changed = run_logctl(["policy", "diff", "ha-log", *scope, "--set", "ha-params=3", "--output", "json"], env)
+    assert changed.returncode == 1, changed.stderr
     rows = {r["key"]: r for r in map(json.loads, changed.stdout.splitlines())}
     assert rows["definition.ha-params"]["change"] == "changed"
     assert (rows["definition.ha-params"]["live"], rows["definition.ha-params"]["desired"]) == (2, 3)

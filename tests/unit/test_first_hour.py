@@ -1,0 +1,88 @@
+"""What misled a new user in the first hour (issue 25, item 8 and 11): each failed before its fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from logctl.cli import app, hoist_global_flags
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"LOGCTL_CONFIG": str(tmp_path / "none.toml"), "LOGCTL_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1"}
+
+
+def cli(args: list[str], env: dict[str, str]) -> Any:
+    return runner.invoke(app, args, env=env)
+
+
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["--linger-ms", "-1"], "linger_ms from flag --linger-ms: must be 0 or more"),
+        (["--workers", "-3"], "workers from flag --workers: must be 0 or more"),
+        (["--ignore-older", "3"], "--ignore-older: '3' has no unit"),
+    ],
+)
+def test_nonsense_numbers_are_refused_not_taken(
+    args: list[str], says: str, tmp_path: Path, env: dict[str, str]
+) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("hello\n")
+    result = cli(["ship", "--no-follow", "--dry-run", *args, str(log)], env)
+    assert result.exit_code == 3, result.output
+    assert says in result.output
+
+
+def test_a_glob_that_matches_nothing_is_said_and_alone_is_exit_5(tmp_path: Path, env: dict[str, str]) -> None:
+    alone = cli(["ship", "--no-follow", "--dry-run", str(tmp_path / "nothing-*.log")], env)
+    assert alone.exit_code == 5
+    assert "no file matches" in alone.output and "nothing to ship" in alone.output
+    log = tmp_path / "a.log"
+    log.write_text("hello\n")
+    beside = cli(["ship", "--no-follow", "--dry-run", "-o", "json", str(tmp_path / "nothing-*.log"), str(log)], env)
+    assert beside.exit_code == 0, beside.output
+    assert f"warning: no file matches {tmp_path / 'nothing-*.log'} yet" in beside.stderr
+    assert '"message":"hello"' in beside.stdout
+
+
+def test_a_dry_run_does_not_say_it_shipped(tmp_path: Path, env: dict[str, str]) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("hello\n")
+    result = cli(["ship", "--no-follow", "--dry-run", "-o", "json", str(log)], env)
+    assert "would ship lines=1" in result.stderr and "shipped" not in result.stderr
+
+
+def test_quiet_works_after_the_command_too(tmp_path: Path, env: dict[str, str]) -> None:
+    assert hoist_global_flags(["ship", "x.log", "-q"]) == ["-q", "ship", "x.log"]
+    assert hoist_global_flags(["query", "--", "-q"]) == ["query", "--", "-q"]  # a word after --
+    assert hoist_global_flags(["-q", "ship", "x.log"]) == ["-q", "ship", "x.log"]
+    log = tmp_path / "a.log"
+    log.write_text("hello\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "logctl", "ship", "--no-follow", "--dry-run", "-o", "json", str(log), "-q"],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and '"message":"hello"' in result.stdout
+
+
+def test_a_sink_in_a_missing_directory_is_refused_not_made(tmp_path: Path, env: dict[str, str]) -> None:
+    missing = tmp_path / "no-such-dir" / "x.db"
+    result = cli(["consume", "--sink", f"sqlite:///{missing}"], env)
+    assert result.exit_code == 3, result.output
+    assert "does not exist; create it first" in result.output
+    assert not missing.parent.exists()
+    proc = cli(["consume", "--sink", "file:///proc/nope/x.jsonl"], env)
+    assert proc.exit_code == 3, proc.output
+    assert "unexpected" not in proc.output and "does not exist" in proc.output
