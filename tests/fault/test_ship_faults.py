@@ -32,7 +32,7 @@ def stop_ship(proc: subprocess.Popen[bytes]) -> None:
 def stored_messages(env: Env, tmp_path: Path) -> list[str]:
     """Consume the queue into SQLite; return the messages stored there, sorted."""
     db = tmp_path / "sink.db"
-    result = run_logctl(["consume", "--exit-when-idle", "3s", "--sink", f"sqlite:///{db}"], env)
+    result = run_logctl(["consume", "--exit-when-idle", "10s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
     return sorted(sink_messages(db))
 
