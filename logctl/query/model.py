@@ -197,3 +197,23 @@ def fill_buckets(counts: Sequence[Count], grouping: Grouping, query: Query) -> l
             f"--count-by {grouping.bucket_s}s makes over {MOST_BUCKETS:,} buckets here: give a longer bucket or --since"
         )
     return [by_start.get(start, Count(str(start), 0, {})) for start in range(first, last + 1, step)]
+
+
+def bucket_counts(rows: Iterable[tuple[int, str, int]]) -> list[Count]:
+    """Fold (bucket start in seconds, level, count) rows of a store into a Count per bucket, in time order."""
+    buckets: dict[int, dict[str, int]] = {}
+    for start, level, n in rows:
+        buckets.setdefault(int(start), {})[level] = int(n)
+    return [Count(str(start * 1_000_000), sum(levels.values()), levels) for start, levels in sorted(buckets.items())]
+
+
+def order_and_limit(query: Query, *, by_seq: bool, placeholder: str) -> tuple[str, list[int]]:
+    """The ORDER BY and LIMIT of a search (both stores): stored order when following, else by time."""
+    if by_seq:
+        sql = " ORDER BY seq"
+    else:
+        direction = "" if query.oldest_first else " DESC"
+        sql = f" ORDER BY timestamp{direction}, seq{direction}"
+    if query.limit is None:
+        return sql, []
+    return f"{sql} LIMIT {placeholder}", [query.limit]

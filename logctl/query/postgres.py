@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from logctl.errors import NotFound
-from logctl.query.model import Count, Found, Group, Grouping, Query, Term
+from logctl.query.model import Count, Found, Group, Grouping, Query, Term, bucket_counts, order_and_limit
 from logctl.records import format_micros, micros_of
 from logctl.sinks.postgres import _translate, connect_postgres, ensure_table, fts_document, prune_postgres, table_of
 
@@ -49,14 +49,9 @@ class PostgresStore:
             where.append("seq <= %s")
             parameters.append(upto_seq)
         sql = f"SELECT seq, id, timestamp, level, service, message, trace_id, attrs FROM {self.table}{_where(where)}"
-        if after_seq is not None:
-            sql += " ORDER BY seq"
-        else:
-            direction = "" if query.oldest_first else " DESC"
-            sql += f" ORDER BY timestamp{direction}, seq{direction}"
-        if query.limit is not None:
-            sql += " LIMIT %s"
-            parameters.append(query.limit)
+        tail, more = order_and_limit(query, by_seq=after_seq is not None, placeholder="%s")
+        sql += tail
+        parameters.extend(more)
         for seq, rid, stamp, level, service, message, trace_id, attrs in self._run(sql, parameters):
             yield Found(seq, (rid, micros_of(stamp), level, service, message, trace_id, attrs))
 
@@ -67,12 +62,7 @@ class PostgresStore:
             size = grouping.bucket_s
             bucket = f"(floor(extract(epoch FROM timestamp) / {size}) * {size})::bigint"
             sql = f"SELECT {bucket} AS bucket, level, count(*) FROM {table}{_where(where)} GROUP BY bucket, level"
-            buckets: dict[int, dict[str, int]] = {}
-            for start, level, n in self._run(sql, parameters):
-                buckets.setdefault(int(start), {})[level] = int(n)
-            return [
-                Count(str(start * 1_000_000), sum(levels.values()), levels) for start, levels in sorted(buckets.items())
-            ]
+            return bucket_counts(self._run(sql, parameters))
         column = grouping.group.value
         sql = f"SELECT {column}, count(*) AS n FROM {table}{_where(where)} GROUP BY {column} ORDER BY n DESC, {column}"
         return [Count(key, int(n)) for key, n in self._run(sql, parameters)]

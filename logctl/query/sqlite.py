@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from logctl.errors import ConfigError, NotFound, PermissionDenied
-from logctl.query.model import Count, Found, Group, Grouping, Query, Term
+from logctl.query.model import Count, Found, Group, Grouping, Query, Term, bucket_counts, order_and_limit
 from logctl.records import format_micros, micros_of
 from logctl.sinks.sqlite import SCHEMA_VERSION, connect, ensure_schema, prune_sqlite
 
@@ -49,14 +49,9 @@ class SqliteStore:
             where.append("seq <= ?")
             parameters.append(upto_seq)
         sql = _SELECT + _where(where)
-        if after_seq is not None:
-            sql += " ORDER BY seq"
-        else:
-            direction = "" if query.oldest_first else " DESC"
-            sql += f" ORDER BY timestamp{direction}, seq{direction}"
-        if query.limit is not None:
-            sql += " LIMIT ?"
-            parameters.append(query.limit)
+        tail, more = order_and_limit(query, by_seq=after_seq is not None, placeholder="?")
+        sql += tail
+        parameters.extend(more)
         for seq, rid, stamp, level, service, message, trace_id, attrs in self._run(sql, parameters):
             row = (rid, _micros(stamp), level, service, message, trace_id, orjson.loads(attrs))
             yield Found(seq, row)
@@ -67,12 +62,7 @@ class SqliteStore:
         if grouping.group is Group.TIME:
             bucket = f"(CAST(strftime('%s', timestamp) AS INTEGER) / {grouping.bucket_s}) * {grouping.bucket_s}"
             sql = f"SELECT {bucket} AS bucket, level, count(*) FROM records{_where(where)} GROUP BY bucket, level"
-            buckets: dict[int, dict[str, int]] = {}
-            for start, level, n in self._run(sql, parameters):
-                buckets.setdefault(int(start), {})[level] = n
-            return [
-                Count(str(start * 1_000_000), sum(levels.values()), levels) for start, levels in sorted(buckets.items())
-            ]
+            return bucket_counts(self._run(sql, parameters))
         column = grouping.group.value
         sql = f"SELECT {column}, count(*) AS n FROM records{_where(where)} GROUP BY {column} ORDER BY n DESC, {column}"
         return [Count(key, n) for key, n in self._run(sql, parameters)]
