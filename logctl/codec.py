@@ -25,10 +25,12 @@ import orjson
 
 from logctl.errors import BadInput
 from logctl.parsing import LineParser
+from logctl.parsing.fields import level_from_word
 from logctl.records import (
     LEVEL_OF_NAME,
     MAX_MICROS,
     MIN_MICROS,
+    Level,
     LogRecord,
     WireRow,
     id_format,
@@ -183,10 +185,26 @@ def foreign_prefix(message_id: str | None) -> str:
     return f"amqp-{time.time_ns():016x}{_PROCESS_TOKEN}{next(_foreign_serial):08x}"
 
 
-def decode_foreign(body: bytes, message_id: str | None = None, content_type: str | None = None) -> WireRow:
+def routing_defaults(routing_key: str) -> tuple[str, Level]:
+    """The service and level a ``service.level`` routing key names, for a body that names none.
+
+    ``api.error`` is service ``api`` at ERROR. A key that has no dot, or whose last word
+    is no level name of three letters or more, names neither: ``external`` at INFO.
+    """
+    service, dot, last = routing_key.rpartition(".")
+    level = level_from_word(last) if dot and len(last) >= 3 else None  # not 'a.b.c' as critical
+    if level is None:
+        return FOREIGN_SERVICE, Level.INFO
+    return (service or FOREIGN_SERVICE), level
+
+
+def decode_foreign(
+    body: bytes, message_id: str | None = None, content_type: str | None = None, routing_key: str = ""
+) -> WireRow:
     """Return the one record (as a row) of a body another tool published (plain text or JSON).
 
-    Its id is ``foreign_prefix(message_id)``. A body that claims to be JSON and is not
+    Its id is ``foreign_prefix(message_id)``; the service and level its body does not
+    name come from a ``service.level`` routing key (``routing_defaults``). A body that claims to be JSON and is not
     becomes a text record flagged ``logctl.invalid_json``; invalid UTF-8 is replaced and
     flagged as ship flags it.
     """
@@ -202,7 +220,8 @@ def decode_foreign(body: bytes, message_id: str | None = None, content_type: str
             orjson.loads(body)
         except orjson.JSONDecodeError:
             flags[FLAG_INVALID_JSON] = True
-    parser = LineParser(foreign_prefix(message_id), FOREIGN_SERVICE)
+    service, level = routing_defaults(routing_key)
+    parser = LineParser(foreign_prefix(message_id), service, level=level)
     first, _, rest = text.partition("\n")
     parser.feed(first, 0, len(body), flags or None)
     for line in rest.split("\n") if rest else ():
@@ -215,7 +234,9 @@ def decode_foreign(body: bytes, message_id: str | None = None, content_type: str
 _JSON_TYPES = frozenset({"application/json", "text/json"})
 
 
-def decode_rows(body: bytes, content_type: str | None, message_id: str | None = None) -> list[WireRow]:
+def decode_rows(
+    body: bytes, content_type: str | None, message_id: str | None = None, routing_key: str = ""
+) -> list[WireRow]:
     """Return the checked wire rows of one AMQP message body; BadInput if it claims to be ours and is not."""
     try:
         if content_type == MSGPACK_TYPE:
@@ -228,8 +249,8 @@ def decode_rows(body: bytes, content_type: str | None, message_id: str | None = 
         from logctl.logentry import decode_log_entry  # protobuf loads only for those who send it
 
         record_id = id_format(foreign_prefix(message_id)) % 0
-        return [decode_log_entry(body, record_id, micros_of(now_utc()), FOREIGN_SERVICE)]
-    return [decode_foreign(body, message_id, content_type)]
+        return [decode_log_entry(body, record_id, micros_of(now_utc()), *routing_defaults(routing_key))]
+    return [decode_foreign(body, message_id, content_type, routing_key)]
 
 
 def decode(body: bytes, content_type: str | None, message_id: str | None = None) -> list[LogRecord]:

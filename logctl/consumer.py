@@ -88,7 +88,7 @@ def _decode_batch(
     for d in deliveries:
         redelivered += d.redelivered
         try:
-            records.extend(decode_rows(d.body, d.content_type, d.message_id))
+            records.extend(decode_rows(d.body, d.content_type, d.message_id, d.routing_key))
         except BadInput as exc:
             metrics.METRICS.error("undecodable", "decode")
             if letterer.set_aside(d, reader, str(exc)):

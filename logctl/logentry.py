@@ -43,7 +43,9 @@ def _message_class() -> Any:
 LogEntry = _message_class()
 
 
-def decode_log_entry(body: bytes, record_id: str, now_micros: int, default_service: str) -> WireRow:
+def decode_log_entry(
+    body: bytes, record_id: str, now_micros: int, default_service: str, default_level: Level = Level.INFO
+) -> WireRow:
     """Return the one record of a LogEntry body; BadInput if it is not one."""
     entry = LogEntry()
     try:
@@ -61,7 +63,7 @@ def decode_log_entry(body: bytes, record_id: str, now_micros: int, default_servi
     return [
         record_id,
         micros,
-        level or Level.INFO,
+        level or default_level,
         entry.service or default_service,
         entry.message,
         entry.trace_id or None,

@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from logctl.deadletter import DEATH_EXCHANGE, DEATH_QUEUE, DEATH_REASON, DEATH_ROUTING_KEY, DEATH_TIME
-from logctl.errors import BrokerUnreachable, NotFound
+from logctl.codec import decode_rows
+from logctl.deadletter import DEATH_ERROR, DEATH_EXCHANGE, DEATH_QUEUE, DEATH_REASON, DEATH_ROUTING_KEY, DEATH_TIME
+from logctl.errors import BadInput, BrokerUnreachable, NotFound
 from logctl.records import Level, routing_word
 from logctl.transport import (
     Broker,
@@ -104,10 +105,10 @@ class ReplayOptions:
 
 @dataclass(slots=True)
 class ReplayReport:
-    """Counts per outcome, and per (origin queue, routing key, reason, outcome)."""
+    """Counts per outcome, and per (origin queue, routing key, reason, detail, outcome)."""
 
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    rows: Counter[tuple[str, str, str, Outcome]] = field(default_factory=Counter)
+    rows: Counter[tuple[str, str, str, str, Outcome]] = field(default_factory=Counter)
 
     @property
     def moved(self) -> int:
@@ -160,6 +161,38 @@ def _set_aside_origin(headers: Mapping[str, Any]) -> Origin | None:
     )
 
 
+Row = tuple[str, str, str, str]  # origin queue, routing key, reason, detail
+DETAIL_CHARS = 120
+
+
+def _row(origin: Origin | None, delivery: Delivery) -> Row:
+    """The report row of a message: where it died, why, and what consume found wrong with it."""
+    if origin is None:
+        return ("", "", "", "")
+    return (origin.queue, origin.routing_key, origin.reason, _detail(origin, delivery))
+
+
+def _detail(origin: Origin, delivery: Delivery) -> str:
+    """Why consume set a message aside: the error it recorded, else the one its body gives now.
+
+    A message consume set aside itself carries the error (``x-logctl-death-error``). One
+    the broker dead-lettered on consume's reject carries only ``rejected``; decoding its
+    body again (the same decoder, so the same verdict) says how it was undecodable.
+    """
+    recorded = delivery.headers.get(DEATH_ERROR)
+    if isinstance(recorded, bytes):
+        recorded = recorded.decode("utf-8", "replace")
+    if isinstance(recorded, str) and recorded:
+        return recorded[:DETAIL_CHARS]
+    if origin.reason != "rejected":
+        return ""
+    try:
+        decode_rows(delivery.body, delivery.content_type, delivery.message_id, origin.routing_key)
+    except BadInput as exc:
+        return str(exc)[:DETAIL_CHARS]
+    return ""
+
+
 def _destination(origin: Origin | None, options: ReplayOptions) -> tuple[str, str]:
     """Return (exchange, routing key) to publish to.
 
@@ -180,7 +213,7 @@ class _Moving:
     """A message on its way: its tag in the dead-letter queue and its report row."""
 
     delivery_tag: int
-    row: tuple[str, str, str]
+    row: Row
 
 
 class _Replayer:
@@ -189,12 +222,12 @@ class _Replayer:
         broker: Broker,
         publish_broker: Broker | None,
         options: ReplayOptions,
-        confirmed_before: Counter[tuple[str, str, str]] | None = None,
+        confirmed_before: Counter[Row] | None = None,
     ) -> None:
         self.options = options
         self.report = ReplayReport()
         # moves confirmed on an earlier connection: what a pass after a failover starts from
-        self.confirmed_rows: Counter[tuple[str, str, str]] = Counter(confirmed_before or {})
+        self.confirmed_rows: Counter[Row] = Counter(confirmed_before or {})
         for row, n in self.confirmed_rows.items():
             self.report.outcomes[Outcome.MOVED] += n
             self.report.rows[(*row, Outcome.MOVED)] += n
@@ -238,14 +271,13 @@ class _Replayer:
             return (Outcome.MOVED if self.options.has_override else Outcome.NO_DEATH), None
         return (Outcome.MOVED if self.options.filter.matches(origin) else Outcome.FILTERED), origin
 
-    def move(self, delivery: Delivery, origin: Origin | None) -> None:
+    def move(self, delivery: Delivery, origin: Origin | None, row: Row) -> None:
         exchange, key = _destination(origin, self.options)
         if exchange not in self._checked:
             self._checked[exchange] = exchange_exists(self._broker, exchange)
         if not self._checked[exchange]:
             raise NotFound(f"exchange {exchange!r} no longer exists: send the messages elsewhere with --to-exchange")
         headers = {REPLAYS_HEADER: int(delivery.headers.get(REPLAYS_HEADER, 0)) + 1}
-        row = (origin.queue, origin.routing_key, origin.reason) if origin else ("", "", "")
         assert self.publisher is not None
         self.publisher.publish(republished(delivery, exchange, key, headers, _Moving(delivery.delivery_tag, row)))
 
@@ -266,7 +298,7 @@ def replay(
     """
     if not queue_exists(broker, options.queue):
         raise NotFound(f"queue {options.queue!r} does not exist")
-    confirmed: Counter[tuple[str, str, str]] = Counter()
+    confirmed: Counter[Row] = Counter()
     while True:
         replayer = _Replayer(broker, None if options.dry_run else publish_broker, options, confirmed)
         try:
@@ -294,10 +326,10 @@ def _replay_pass(replayer: _Replayer, options: ReplayOptions, on_progress: Calla
                 break
             seen += 1
             outcome, origin = replayer.classify(delivery)
+            row = _row(origin, delivery)
             if outcome is Outcome.MOVED and not options.dry_run:
-                replayer.move(delivery, origin)
+                replayer.move(delivery, origin, row)
             report.outcomes[outcome] += 1
-            row = (origin.queue, origin.routing_key, origin.reason) if origin else ("", "", "")
             report.rows[(*row, outcome)] += 1
             on_progress(seen)
         if replayer.publisher is not None:

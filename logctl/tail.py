@@ -140,7 +140,8 @@ class Tail:
         while not self._stop.is_set():
             for delivery in reader.fetch(100, 0.2):
                 try:
-                    records = decode_rows(delivery.body, delivery.content_type, delivery.message_id)
+                    d = delivery
+                    records = decode_rows(d.body, d.content_type, d.message_id, d.routing_key)
                 except BadInput:
                     self.undecodable += 1
                     continue

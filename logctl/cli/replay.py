@@ -100,10 +100,11 @@ def _when(text: str | None, what: str) -> datetime | None:
 
 def _render(report: ReplayReport, output: OutputMode, dry_run: bool) -> None:
     rows = [
-        (queue, key, reason, str(outcome) if not dry_run or outcome is not Outcome.MOVED else "would_move", n)
-        for (queue, key, reason, outcome), n in sorted(report.rows.items())
+        (queue, key, reason, detail, str(outcome) if not dry_run or outcome is not Outcome.MOVED else "would_move", n)
+        for (queue, key, reason, detail, outcome), n in sorted(report.rows.items())
     ]
-    print_table("dead letters", ("origin_queue", "routing_key", "reason", "outcome", "count"), rows, output)
+    columns = ("origin_queue", "routing_key", "reason", "detail", "outcome", "count")
+    print_table("dead letters", columns, rows, output)
     word = "would move" if dry_run else "moved"
     notify(
         f"{word} {report.moved}, left {report.left} "

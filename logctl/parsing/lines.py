@@ -95,9 +95,11 @@ class LineParser:
         service: str,
         clock: Callable[[], datetime] = now_utc,
         options: ParseOptions = DETECT,
+        level: Level = Level.INFO,
     ) -> None:
         self.prefix = prefix
         self.service = service
+        self.level = level  # of a record whose line names none
         self.options = options
         # Detection unless told otherwise; the choice is made here, once, not per line.
         self._parse: Callable[[str], Parsed | None] = self._detect
@@ -358,7 +360,7 @@ class LineParser:
         return [
             self._ids % self._start,
             micros,
-            parsed.level or Level.INFO,
+            parsed.level or self.level,
             parsed.service or self.service,
             message,
             trace_id,

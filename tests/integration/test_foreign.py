@@ -92,6 +92,40 @@ def test_a_message_id_keeps_redeliveries_exactly_once(env: Env, tmp_path: Path) 
     assert sorted(sink_messages(db)) == sorted(f"event {i}" for i in range(50))
 
 
+def test_a_service_level_routing_key_names_what_the_body_does_not(env: Env, tmp_path: Path) -> None:
+    queue = bind_queue(env, "keys", "api.#")
+    publish(env.exchange, "api.error", b"disk full", content_type="text/plain")  # names neither
+    publish(env.exchange, "api.error", b"WARN cache cold", content_type="text/plain")  # its own level wins
+    publish(env.exchange, "api.warning", b'{"message": "slow", "service": "db"}', content_type="application/json")
+    publish(env.exchange, "api.x", b"no level in the key", content_type="text/plain")
+    db = tmp_path / "out.db"
+    result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as conn:
+        rows = dict(((m, (lvl, svc)) for m, lvl, svc in conn.execute("select message, level, service from records")))
+    assert rows == {
+        "disk full": ("ERROR", "api"),
+        "cache cold": ("WARN", "api"),
+        "slow": ("WARN", "db"),
+        "no level in the key": ("INFO", "external"),
+    }
+
+
+def test_replay_dry_run_says_how_a_rejected_message_was_undecodable(env: Env, tmp_path: Path) -> None:
+    queue = bind_queue(env, "junk", "junk.#")  # logctl's queue: consume rejects, the broker dead-letters
+    publish(env.exchange, "junk.info", b"\xc1 not msgpack", content_type=MSGPACK_TYPE)
+    result = run_logctl(
+        ["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{tmp_path / 'x.db'}"], env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dead_lettered=1" in result.stderr
+    dry = run_logctl(["replay", "dlq", "--dry-run", "--output", "json"], env)
+    assert dry.returncode == 0, dry.stderr
+    (row,) = map(json.loads, dry.stdout.splitlines())
+    assert row["reason"] == "rejected" and row["origin_queue"] == queue
+    assert row["detail"].startswith(f"cannot decode {MSGPACK_TYPE} body")
+
+
 def _kill_after_store_before_ack(env: Env, queue: str, db: Path) -> None:
     """Start consume, and kill -9 it once its row is committed: it acks only after its next wait."""
     proc = start_logctl(["consume", "--queue", queue, "--sink", f"sqlite:///{db}"], env, stderr=subprocess.DEVNULL)
@@ -357,4 +391,4 @@ def test_logentry_protobuf_messages_are_consumed_field_by_field(env: Env, tmp_pa
     assert by_message["charge failed"][1:] == ("ERROR", "billing", "charge failed", "t-1")
     assert by_message["charge failed"][0].startswith("2026-11-18T")  # 1,795,000,000,123 ms
     assert by_message["slow"][1:] == ("WARN", "api", "slow", None)
-    assert by_message["bare"][1:] == ("INFO", "external", "bare", None)
+    assert by_message["bare"][1:] == ("INFO", "pb", "bare", None)  # what its routing key pb.info says
