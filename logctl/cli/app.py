@@ -55,8 +55,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # locals in tracebacks would show credentials
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode="markdown",
+    # Help as written, by click: markdown ate the * of '*.error' and the <exchange> of a
+    # default, rich markup eats [default: ...]. (The rich_help_panel groups wait for a mode
+    # that shows text verbatim; click lists the options in their order.)
+    rich_markup_mode=None,
 )
+
+
+def examples(*commands: str) -> str:
+    """An epilog of example command lines, shown as written: never re-wrapped or marked up.
+
+    click keeps a paragraph that starts with ``\\b`` as it is, so a long example stays one
+    line a user can copy; the man page (docs.py) prints the same lines.
+    """
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in commands)
+
 
 _state: dict[str, Any] = {"debug": False, "quiet": False, "context": None, "tls": {}, "stop": None}
 _warned: set[str] = set()

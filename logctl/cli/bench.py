@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logctl.bench import BenchMode, BenchOptions, BenchResult, Counters, run_bench
-from logctl.cli.app import ConfigOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
+from logctl.cli.app import ConfigOpt, OutputOpt, UrlOpt, app, edge, examples, notify, settings_from
 from logctl.errors import ConfigError
 from logctl.render import OutputMode, print_table, resolve_mode, stderr_console, write_json_lines
 from logctl.units import parse_duration
@@ -78,9 +78,11 @@ def _render(result: BenchResult, output: OutputMode) -> None:
 
 @bench_app.command(
     "publish",
-    epilog="Examples:\n\n  logctl bench publish --duration 10s\n\n"
-    "  logctl bench publish --producers 2 --batch 256 --queue-type classic\n\n"
-    "  logctl bench publish --rate 200 --duration 30s   # latency at a given load",
+    epilog=examples(
+        "logctl bench publish --duration 10s",
+        "logctl bench publish --producers 2 --batch 256 --queue-type classic",
+        "logctl bench publish --rate 200 --duration 30s   # latency at a given load",
+    ),
 )
 @edge
 def publish_cmd(
@@ -119,7 +121,7 @@ def publish_cmd(
     _run(options, output, url, config)
 
 
-@bench_app.command("consume", epilog="Example:\n\n  logctl bench consume --messages 20000 --prefetch 500")
+@bench_app.command("consume", epilog=examples("logctl bench consume --messages 20000 --prefetch 500"))
 @edge
 def consume_cmd(
     producers: Producers = 1,
@@ -149,7 +151,7 @@ def consume_cmd(
     _run(options, output, url, config)
 
 
-@bench_app.command("ship", epilog="Example:\n\n  logctl bench ship --messages 500000 --batch 1000")
+@bench_app.command("ship", epilog=examples("logctl bench ship --messages 500000 --batch 1000"))
 @edge
 def ship_cmd(
     size: Size = 120,

@@ -16,6 +16,7 @@ from logctl.cli.app import (
     app,
     complete_contexts,
     edge,
+    examples,
     notify,
     settings_from,
 )
@@ -26,7 +27,7 @@ config_app = typer.Typer(help="Inspect logctl's settings.", no_args_is_help=True
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("show", epilog="Example:\n\n  LOGCTL_EXCHANGE=audit logctl config show")
+@config_app.command("show", epilog=examples("LOGCTL_EXCHANGE=audit logctl config show"))
 @edge
 def show_cmd(
     output: OutputOpt = OutputMode.AUTO,
@@ -40,7 +41,7 @@ def show_cmd(
     print_table("settings", ("key", "value", "source"), settings.describe(), output)
 
 
-@config_app.command("contexts", epilog="Example:\n\n  logctl config contexts --output json")
+@config_app.command("contexts", epilog=examples("logctl config contexts --output json"))
 @edge
 def contexts_cmd(output: OutputOpt = OutputMode.AUTO, config: ConfigOpt = None) -> None:
     """List the config file's contexts; the one in use is marked."""
@@ -53,7 +54,7 @@ def contexts_cmd(output: OutputOpt = OutputMode.AUTO, config: ConfigOpt = None) 
     print_table("contexts", ("name", "current", "url", "exchange"), rows, output)
 
 
-@config_app.command("use", epilog="Example:\n\n  logctl config use prod")
+@config_app.command("use", epilog=examples("logctl config use prod"))
 @edge
 def use_cmd(
     name: Annotated[str, typer.Argument(help="Context to make current", autocompletion=complete_contexts)],

@@ -17,6 +17,7 @@ from logctl.cli.app import (
     UrlOpt,
     app,
     edge,
+    examples,
     notify,
     serve_metrics,
     settings_from,
@@ -34,11 +35,12 @@ from logctl.units import parse_duration
 
 @app.command(
     "consume",
-    epilog="Examples:\n\n"
-    "  logctl consume --exit-when-idle 5s\n\n"
-    "  logctl consume --queue logs.errors --bind '*.error' --bind '*.fatal' --sink sqlite:///var/lib/logs/errors.db\n\n"
-    "  logctl consume --sink stdout | jq -r .message\n\n"
-    "  logctl consume --sink postgresql://logs@db/logs   # several workers may share the queue and the table",
+    epilog=examples(
+        "logctl consume --exit-when-idle 5s",
+        "logctl consume --queue logs.errors --bind '*.error' --bind '*.fatal' --sink sqlite:///var/lib/logs/errors.db",
+        "logctl consume --sink stdout | jq -r .message",
+        "logctl consume --sink postgresql://logs@db/logs   # several workers may share the queue and the table",
+    ),
 )
 @edge
 def consume_cmd(

@@ -85,10 +85,14 @@ def _options(command: Any) -> str:
     return "\n".join(out)
 
 
+def example_lines(command: Any) -> list[str]:
+    """The example command lines of a command's epilog (``app.examples``), as written."""
+    lines = [line.strip() for line in (command.epilog or "").splitlines() if line.strip() not in ("", "\b")]
+    return [line for line in lines if not line.rstrip(":").lower().startswith("example")]
+
+
 def _examples(command: Any) -> str:
-    lines = [line.strip() for line in (command.epilog or "").splitlines() if line.strip()]
-    lines = [line for line in lines if not line.rstrip(":").lower().startswith("example")]
-    return "\n".join(f".PP\n.nf\n{_escape(line)}\n.fi" for line in lines)
+    return "\n".join(f".PP\n.nf\n{_escape(line)}\n.fi" for line in example_lines(command))
 
 
 def _common_sections() -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from logctl.cli import complete
-from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
+from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, examples, notify, settings_from
 from logctl.config import Settings
 from logctl.management import Management, management_client
 from logctl.policy import Change, load_preset, override, preset_names
@@ -37,7 +37,7 @@ def _api(settings: Settings) -> Management:
     return management_client(settings)
 
 
-@policy_app.command("list", epilog="Example:\n\n  logctl policy list --output json")
+@policy_app.command("list", epilog=examples("logctl policy list --output json"))
 @edge
 def list_cmd(
     vhost: VhostOpt = "/",
@@ -60,7 +60,7 @@ def list_cmd(
     print_table("policies", ("where", "name", "pattern", "apply_to", "priority", "definition"), rows, output)
 
 
-@policy_app.command("show", epilog="Example:\n\n  logctl policy show quorum-log --set delivery-limit=10")
+@policy_app.command("show", epilog=examples("logctl policy show quorum-log --set delivery-limit=10"))
 @edge
 def show_cmd(
     name: Annotated[str, typer.Argument(help="Preset name or .toml file")],
@@ -80,7 +80,7 @@ def show_cmd(
     print_table(f"{preset.name}: {preset.description}", ("key", "value"), rows, output)
 
 
-@policy_app.command("diff", epilog="Example:\n\n  logctl policy diff quorum-log --set delivery-limit=10")
+@policy_app.command("diff", epilog=examples("logctl policy diff quorum-log --set delivery-limit=10"))
 @edge
 def diff_cmd(
     name: Annotated[str, typer.Argument(help="Preset name or .toml file")],
@@ -114,8 +114,11 @@ def diff_cmd(
 
 @policy_app.command(
     "apply",
-    epilog="Examples:\n\n  logctl policy apply quorum-log\n\n"
-    "  logctl policy apply ha-log --set ha-params=3 --dry-run\n\n  logctl policy apply ./my-policy.toml --vhost prod",
+    epilog=examples(
+        "logctl policy apply quorum-log",
+        "logctl policy apply ha-log --set ha-params=3 --dry-run",
+        "logctl policy apply ./my-policy.toml --vhost prod",
+    ),
 )
 @edge
 def apply_cmd(
@@ -153,7 +156,7 @@ def apply_cmd(
         )
 
 
-@policy_app.command("delete", epilog="Example:\n\n  logctl policy delete ha-log")
+@policy_app.command("delete", epilog=examples("logctl policy delete ha-log"))
 @edge
 def delete_cmd(
     name: Annotated[str, typer.Argument(help="Policy name on the broker")],

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from logctl.cli.app import ConfigOpt, OutputOpt, StateDirOpt, StopFlag, app, edge, notify, settings_from
+from logctl.cli.app import ConfigOpt, OutputOpt, StateDirOpt, StopFlag, app, edge, examples, notify, settings_from
 from logctl.cli.tail import parse_level
 from logctl.errors import ConfigError
 from logctl.query import Query, RecordStore, counts, matches_then_follow, open_store
@@ -37,13 +37,14 @@ FOLLOW_PIPED_LIMIT = 10  # as tail -f: the last few matches, then the new ones
 @app.command(
     "query",
     context_settings={"ignore_unknown_options": True},  # so that -word (exclude a word) is a word
-    epilog="Examples:\n\n"
-    "  logctl query --level ERROR --service billing --since 1h timeout\n\n"
-    "  logctl query 'connection reset' -healthcheck --since 2026-12-01 --until 2026-12-02\n\n"
-    "  logctl query --trace 4bf92f3577b34da6a3ce929d0e0e4736 --oldest-first\n\n"
-    "  logctl query --where http.status=500 --output json | jq -r .message\n\n"
-    "  logctl query --count-by 5m --since 2h --level WARN\n\n"
-    "  logctl query --follow --level ERROR",
+    epilog=examples(
+        "logctl query --level ERROR --service billing --since 1h timeout",
+        "logctl query 'connection reset' -healthcheck --since 2026-12-01 --until 2026-12-02",
+        "logctl query --trace 4bf92f3577b34da6a3ce929d0e0e4736 --oldest-first",
+        "logctl query --where http.status=500 --output json | jq -r .message",
+        "logctl query --count-by 5m --since 2h --level WARN",
+        "logctl query --follow --level ERROR",
+    ),
 )
 @edge
 def query_cmd(
@@ -163,9 +164,9 @@ def _follow(store: RecordStore, query: Query, output: OutputMode) -> None:
 
 @app.command(
     "prune",
-    epilog="Examples:\n\n"
-    "  logctl prune --older-than 30d\n\n"
-    "  logctl prune --sink postgresql://logs@db/logs --before 2026-11-01 --dry-run",
+    epilog=examples(
+        "logctl prune --older-than 30d", "logctl prune --sink postgresql://logs@db/logs --before 2026-11-01 --dry-run"
+    ),
 )
 @edge
 def prune_cmd(

@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, StopFlag, UrlOpt, app, edge, notify, settings_from
+from logctl.cli.app import (
+    ConfigOpt,
+    ExchangeOpt,
+    OutputOpt,
+    StopFlag,
+    UrlOpt,
+    app,
+    edge,
+    examples,
+    notify,
+    settings_from,
+)
 from logctl.errors import PartialFailure
 from logctl.queues import QueueView, bind, list_queues, unbind
 from logctl.render import OutputMode, live, print_table, queue_table, resolve_mode, write_json_lines
@@ -24,7 +35,7 @@ QueueArg = Annotated[str, typer.Argument(help="Queue name")]
 PatternArg = Annotated[str, typer.Argument(help="Routing pattern on the main exchange, e.g. '*.error' or '#'")]
 
 
-@queue_app.command("list", epilog="Examples:\n\n  logctl queue list\n\n  logctl queue list --all --output json")
+@queue_app.command("list", epilog=examples("logctl queue list", "logctl queue list --all --output json"))
 @edge
 def list_cmd(
     all_queues: Annotated[
@@ -46,9 +57,7 @@ def list_cmd(
     print_table("queues", ("name", "type", "patterns", "messages", "ready", "unacked", "consumers"), rows, output)
 
 
-@queue_app.command(
-    "bind", epilog="Example:\n\n  logctl queue bind logs.errors '#'   # the running worker takes everything"
-)
+@queue_app.command("bind", epilog=examples("logctl queue bind logs.errors '#'   # the running worker takes everything"))
 @edge
 def bind_cmd(
     queue: QueueArg,
@@ -61,7 +70,7 @@ def bind_cmd(
     _change_binding(bind, "bound {queue} to {exchange} by {pattern!r}", queue, pattern, url, exchange, config)
 
 
-@queue_app.command("unbind", epilog="Example:\n\n  logctl queue unbind logs.errors '#'   # back to what it was")
+@queue_app.command("unbind", epilog=examples("logctl queue unbind logs.errors '#'   # back to what it was"))
 @edge
 def unbind_cmd(
     queue: QueueArg,
@@ -91,8 +100,11 @@ def _change_binding(
 
 @app.command(
     "top",
-    epilog="Examples:\n\n  logctl top\n\n  logctl top --once --output json | jq 'select(.messages > 0)'\n\n"
-    "  logctl top --once --fail-if-dlq   # cron or a monitoring check: exit 7 while dead letters wait",
+    epilog=examples(
+        "logctl top",
+        "logctl top --once --output json | jq 'select(.messages > 0)'",
+        "logctl top --once --fail-if-dlq   # cron or a monitoring check: exit 7 while dead letters wait",
+    ),
 )
 @edge
 def top_cmd(

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from logctl.cli import complete
-from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, notify, settings_from
+from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, examples, notify, settings_from
 from logctl.cli.tail import parse_level
 from logctl.errors import ConfigError
 from logctl.render import OutputMode, print_table, stderr_console, summary_line
@@ -20,10 +20,11 @@ from logctl.units import parse_duration
 
 @app.command(
     "replay",
-    epilog="Examples:\n\n"
-    "  logctl replay dlq --dry-run\n\n"
-    "  logctl replay dlq --reason rejected --service api --since 2h\n\n"
-    "  logctl replay dlq --to-queue logs.retry --limit 100",
+    epilog=examples(
+        "logctl replay dlq --dry-run",
+        "logctl replay dlq --reason rejected --service api --since 2h",
+        "logctl replay dlq --to-queue logs.retry --limit 100",
+    ),
 )
 @edge
 def replay_cmd(

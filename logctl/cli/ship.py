@@ -24,6 +24,7 @@ from logctl.cli.app import (
     UrlOpt,
     app,
     edge,
+    examples,
     notify,
     serve_metrics,
     settings_from,
@@ -41,12 +42,13 @@ from logctl.watch import expand
 
 @app.command(
     "ship",
-    epilog="Examples:\n\n"
-    "  logctl ship /var/log/app/*.log\n\n"
-    "  kubectl logs -f deploy/api | logctl ship - --service api\n\n"
-    "  zcat app.log.gz | logctl ship - --source-id app-2026-11-27   # safe to run again\n\n"
-    "  logctl ship --no-follow --dry-run app.log | jq .level\n\n"
-    "  logctl ship --listen 127.0.0.1:8080 --token-file /etc/logctl/tokens   # POST /api/log",
+    epilog=examples(
+        "logctl ship /var/log/app/*.log",
+        "kubectl logs -f deploy/api | logctl ship - --service api",
+        "zcat app.log.gz | logctl ship - --source-id app-2026-11-27   # safe to run again",
+        "logctl ship --no-follow --dry-run app.log | jq .level",
+        "logctl ship --listen 127.0.0.1:8080 --token-file /etc/logctl/tokens   # POST /api/log",
+    ),
 )
 @edge
 def ship_cmd(

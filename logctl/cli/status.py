@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from logctl.checkpoint import CheckpointStore
-from logctl.cli.app import ConfigOpt, OutputOpt, StateDirOpt, app, edge, settings_from
+from logctl.cli.app import ConfigOpt, OutputOpt, StateDirOpt, app, edge, examples, settings_from
 from logctl.files import ship_status
 from logctl.render import OutputMode, print_table
 
 
 @app.command(
     "status",
-    epilog="Examples:\n\n  logctl status\n\n  logctl status --state-dir /var/lib/logctl --output json | jq .behind",
+    epilog=examples("logctl status", "logctl status --state-dir /var/lib/logctl --output json | jq .behind"),
 )
 @edge
 def status_cmd(

@@ -15,6 +15,7 @@ from logctl.cli.app import (
     UrlOpt,
     app,
     edge,
+    examples,
     notify,
     settings_from,
     tune_gc_for_throughput,
@@ -27,10 +28,11 @@ from logctl.tail import Tail, TailOptions, tail_patterns
 
 @app.command(
     "tail",
-    epilog="Examples:\n\n"
-    "  logctl tail --level ERROR\n\n"
-    "  logctl tail --service api --count 20\n\n"
-    "  logctl tail --pattern 'billing.*' --output json | jq .message",
+    epilog=examples(
+        "logctl tail --level ERROR",
+        "logctl tail --service api --count 20",
+        "logctl tail --pattern 'billing.*' --output json | jq .message",
+    ),
 )
 @edge
 def tail_cmd(

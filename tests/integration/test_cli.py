@@ -273,7 +273,8 @@ def test_commands_are_listed_in_the_order_users_meet_them() -> None:
     from logctl.cli.app import COMMAND_ORDER
 
     result = runner.invoke(app, ["--help"], env={"COLUMNS": "100", "NO_COLOR": "1"})
-    listed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ") and line.split()[1:2]]
+    commands = result.stdout.partition("Commands:")[2]
+    listed = [line.split()[0] for line in commands.splitlines() if line.startswith("  ") and line.split()]
     shown = [name for name in listed if name in COMMAND_ORDER]
     assert shown == list(COMMAND_ORDER)
 

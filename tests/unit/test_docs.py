@@ -8,7 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from logctl.cli.docs import commands, completions, man_pages
+from typer.testing import CliRunner
+
+from logctl.cli import app
+from logctl.cli.docs import commands, completions, example_lines, man_pages
 
 REPO = Path(__file__).resolve().parents[2]
 SECTIONS = ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "FILES", "EXIT STATUS")
@@ -56,3 +59,33 @@ def test_the_readme_names_every_command() -> None:
     readme = (REPO / "README.md").read_text()
     for words, _command in commands():
         assert f"logctl {words[0]}" in readme, f"logctl {' '.join(words)} is not in the README"
+
+
+def _unroff(text: str) -> str:
+    return text.replace("\\-", "-").replace("\\e", "\\").removeprefix("\\&")
+
+
+def test_every_example_in_help_is_the_man_pages_character_for_character() -> None:
+    """A user copies an example from --help: no markup may eat a * or a <name>, no wrap split it."""
+    pages = man_pages()
+    runner = CliRunner()
+    checked = 0
+    for words, command in commands():
+        expected = example_lines(command)
+        if not expected:
+            continue
+        page = pages[f"logctl-{'-'.join(words)}.1"]
+        in_man = [_unroff(m) for m in re.findall(r"^\.nf\n(.*)\n\.fi$", page, re.MULTILINE)]
+        assert in_man == expected, words
+        result = runner.invoke(app, [*words, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        shown = result.output.partition("Examples:")[2].splitlines()
+        assert [line.strip() for line in shown if line.strip()] == expected, words
+        checked += 1
+    assert checked >= 20
+    assert "'*.error'" in " ".join(example_lines(dict(commands())[("consume",)]))
+
+
+def test_help_shows_a_default_that_names_a_placeholder_as_written() -> None:
+    result = CliRunner().invoke(app, ["consume", "--help"], terminal_width=200, env={"COLUMNS": "200"})
+    assert "[default: <exchange>.default]" in result.output
