@@ -101,14 +101,18 @@ class LogctlHandler(logging.Handler):
         self.overflow = overflow
         self.spill_path = Path(spill_path) if spill_path is not None else None
         self.flush_timeout = flush_timeout
+        # Every record emit took is in exactly one of these (under the buffer lock):
+        # submitted == delivered + dropped + spilled + pending.
+        self.submitted = 0  # taken by emit
+        self.delivered = 0  # confirmed by the broker
         self.dropped = 0  # not shipped: refused or pushed out of a full buffer, or left at close
         self.spilled = 0  # written to spill_path instead
-        self.submitted = 0  # handed to the delivery unit
         self._buffer: deque[WireRow] = deque()
         self._buffer_lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._pending: set[Future[None]] = set()
+        self._pending: dict[Future[None], list[WireRow]] = {}  # handed to the delivery unit, unconfirmed
+        self._unreachable: tuple[float, str] | None = None  # since when, and why, the broker is away
         self._feeder: threading.Thread | None = None
         self._delivery: DeliveryThread | None = None
         self._broker: Broker | None = None
@@ -135,6 +139,7 @@ class LogctlHandler(logging.Handler):
         with self._buffer_lock:
             if self._feeder is None:
                 self._start()  # the first record, or one after close (dictConfig closes every handler)
+            self.submitted += 1
             if len(self._buffer) < self.capacity:
                 self._buffer.append(row)
             elif self.overflow == "drop-oldest":
@@ -146,6 +151,12 @@ class LogctlHandler(logging.Handler):
             else:
                 self.dropped += 1
         self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Records taken and not yet confirmed, dropped or spilled: buffered or on their way."""
+        with self._buffer_lock:
+            return len(self._buffer) + sum(len(rows) for rows in self._pending.values())
 
     def flush(self) -> None:
         """Wait up to ``flush_timeout`` until every buffered record is confirmed (logging.shutdown calls it)."""
@@ -173,7 +184,10 @@ class LogctlHandler(logging.Handler):
         return not self._buffer
 
     def close(self) -> None:
-        """Flush within ``flush_timeout``, then stop; what is still unconfirmed is counted as dropped.
+        """Flush within ``flush_timeout``, then stop; what is still unconfirmed is spilled or dropped.
+
+        It says on stderr how many records were not delivered and why (the broker could not
+        be reached since when, or did not confirm in time), and where they went.
 
         As with logging's file handlers, a record emitted after close starts it again:
         ``logging.config.dictConfig`` closes every existing handler (uvicorn calls it).
@@ -190,14 +204,50 @@ class LogctlHandler(logging.Handler):
                 self._delivery.close(0 if not flushed else self.flush_timeout)
             if self._broker is not None:
                 self._broker.close()
-            with self._buffer_lock:
-                left = len(self._buffer) + sum(1 for f in self._pending if not f.done())
-                self.dropped += len(self._buffer)
-                self._buffer.clear()
-            if left:
-                sys.stderr.write(f"logctl handler: {left} record(s) not confirmed within {self.flush_timeout:g}s\n")
+            where = self._broker.where if self._broker is not None else "?"
+            self._settle_leftovers(where)
             self._feeder = self._delivery = self._broker = None  # a later record starts them again
         super().close()
+
+    def _settle_leftovers(self, where: str) -> None:
+        """At close: spill (or drop) what was never confirmed, and say so, with the reason."""
+        with self._buffer_lock:
+            left = list(self._buffer)
+            for rows in self._pending.values():
+                left.extend(rows)
+            self._buffer.clear()
+            self._pending.clear()
+            if not left:
+                return
+            spilled_before = self.spilled
+            if self.overflow == "spill":
+                for row in left:
+                    self._spill(row)  # counts spilled, or dropped if the file cannot be written
+            else:
+                self.dropped += len(left)
+            spilled = self.spilled - spilled_before
+            submitted = self.submitted
+        went = f"spilled {spilled} to {self.spill_path}" if spilled else "dropped"
+        if spilled and spilled < len(left):
+            went += f", dropped {len(left) - spilled} (the spill file could not be written)"
+        sys.stderr.write(
+            f"logctl handler: {len(left)} of {submitted} record(s) not delivered ({self._why(where)}); {went}\n"
+        )
+
+    def _why(self, where: str) -> str:
+        if self._unreachable is not None:
+            since, reason = self._unreachable
+            reason = reason.removeprefix(f"cannot reach broker at {where}: ")
+            stamp = datetime.fromtimestamp(since, UTC).strftime("%H:%M:%S UTC")
+            return f"the broker at {where} could not be reached since {stamp}: {reason}"
+        return f"not confirmed by the broker at {where} within {self.flush_timeout:g}s"
+
+    def _broker_notice(self, message: str) -> None:
+        """The Broker's notices: remember since when, and why, it cannot be reached."""
+        if message.startswith("connected to broker"):
+            self._unreachable = None
+        elif self._unreachable is None and not message.startswith("connecting to"):
+            self._unreachable = (time.time(), message.removesuffix("; waiting for it (Ctrl-C to stop)"))
 
     # --- records ----------------------------------------------------------------------------
 
@@ -255,7 +305,7 @@ class LogctlHandler(logging.Handler):
         """Start the feeder and the delivery unit (called with the buffer lock held)."""
         self._closing.clear()
         self._not_connecting.clear()
-        self._broker = Broker(self.settings)
+        self._broker = Broker(self.settings, self._broker_notice)
         self._delivery = DeliveryThread(
             self._make_output,
             RowPacker(self.settings.serializer),
@@ -271,7 +321,8 @@ class LogctlHandler(logging.Handler):
         broker = self._broker
         assert broker is not None
         try:
-            broker.connect(self.settings.connect_retries, wait=True, should_stop=self._closing.is_set)
+            # No retries before waiting: the wait retries for ever, and says at once why it waits.
+            broker.connect(0, wait=True, should_stop=self._closing.is_set)
             declare_topology(broker, topology_of(self.settings))
             return Publisher(
                 broker,
@@ -305,20 +356,27 @@ class LogctlHandler(logging.Handler):
                 time.sleep(0.05)
                 continue
             with self._buffer_lock:
-                self.submitted += len(rows)
-                self._pending.add(future)
+                self._pending[future] = rows
             future.add_done_callback(self._settled)
 
     def _settled(self, future: Future[None]) -> None:
         with self._buffer_lock:
-            self._pending.discard(future)
+            rows = self._pending.pop(future, None)
+            if rows is None:  # settled at close already
+                return
+            if future.exception() is None:
+                self.delivered += len(rows)
+            else:  # the delivery unit failed them: buffered again, for the next try or for close
+                self._buffer.extendleft(reversed(rows))
 
     def _reset_after_fork(self) -> None:
         """In a forked child: the parent's records, threads and connection are the parent's."""
         self._buffer_lock = threading.Lock()
         self._buffer = deque()
         self._wake = threading.Event()
-        self._pending = set()
+        self._pending = {}
+        self._unreachable = None
+        self.submitted = self.delivered = self.dropped = self.spilled = 0
         self._feeder = None
         self._delivery = None
         self._broker = None

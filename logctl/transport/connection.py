@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ Notify = Callable[[str], None]
 CONNECT_BACKOFF_MAX = 10.0  # between the bounded first attempts
 RECONNECT_BACKOFF_MAX = 30.0  # between attempts that go on until told to stop
 FIRST_BACKOFF = 0.5
+SLOW_CONNECT_S = 1.0  # a connect still going after this long is announced
 
 
 def preload() -> None:
@@ -240,26 +242,35 @@ class Broker:
         With ``wait``, a broker still down after those is waited for (one notice), as a
         following ship started before its broker does.
         """
+        # A connect that takes a while (a silent host, a slow TLS handshake) says what it waits for.
+        slow = threading.Timer(SLOW_CONNECT_S, lambda: self.notify(f"connecting to {self.where} ..."))
+        slow.daemon = True
+        slow.start()
         try:
-            self._connect(retries)
+            self._connect(retries, on_retry=slow.cancel)  # a retry notice says it already
         except BrokerUnreachable as exc:
             if not wait:
                 raise
             self.notify(f"{exc}; waiting for it (Ctrl-C to stop)")
             self.reconnect(should_stop)
             self.notify("connected to broker")
+        finally:
+            slow.cancel()
 
-    def _connect(self, retries: int) -> None:
-        """``retries + 1`` rounds over the brokers, backing off between rounds."""
+    def _connect(self, retries: int, on_retry: Callable[[], None] = lambda: None) -> None:
+        """``retries + 1`` rounds over the brokers, backing off between rounds, each retry said."""
         delays = backoff(FIRST_BACKOFF, CONNECT_BACKOFF_MAX)
         for attempt in range(retries + 1):
             try:
                 self._connect_round()
                 return
-            except BrokerUnreachable:
+            except BrokerUnreachable as exc:
                 if attempt == retries:
                     raise
-                time.sleep(next(delays))
+                delay = next(delays)
+                on_retry()
+                self.notify(f"{exc}; retrying in {delay:g}s ({attempt + 1} of {retries} retries)")
+                time.sleep(delay)
 
     def _connect_round(self) -> None:
         """Try each broker once, from the one after the last used (the first, at the start)."""
@@ -295,7 +306,9 @@ class Broker:
             },
         )
         try:
-            conn.connect()
+            # One attempt: kombu's connect() retries once more after 2 s of its own, which
+            # doubled every wait and hid why (logctl's rounds and backoff do the retrying).
+            conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
         except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
             conn.release()
             raise translate(exc, url) from exc  # an auth failure is a final AuthError, not BrokerUnreachable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -237,3 +238,58 @@ def test_the_trace_id_of_the_active_opentelemetry_span(env: Env, tmp_path: Path)
     trace_id = app.stdout.strip()
     assert len(trace_id) == 32
     assert sorted(stored(env, tmp_path, "message, trace_id")) == [("inside the span", trace_id), ("outside", None)]
+
+
+UNREACHABLE_APP = """
+import json, logging, sys, time
+from logctl.handler import LogctlHandler
+
+overflow, spill = sys.argv[1], sys.argv[2]
+handler = LogctlHandler(service="app", flush_timeout=2, overflow=overflow, spill_path=spill)
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+slowest = 0.0
+for i in range(500):
+    started = time.perf_counter()
+    log.info("record %d", i)
+    slowest = max(slowest, time.perf_counter() - started)
+logging.shutdown()  # what interpreter exit does: flush, then close
+h = handler
+print(json.dumps(dict(slowest=slowest, submitted=h.submitted, delivered=h.delivered, dropped=h.dropped,
+                      spilled=h.spilled, pending=h.pending)))
+"""
+
+
+@pytest.mark.parametrize("overflow", ["drop-newest", "spill"])
+def test_with_no_broker_every_record_is_accounted_for_and_the_reason_said(
+    env: Env, tmp_path: Path, overflow: str
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spill = tmp_path / "spill.jsonl"
+    app = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(UNREACHABLE_APP), overflow, str(spill)],
+        env={**os.environ, **env, "LOGCTL_URL": f"amqp://guest:guest@127.0.0.1:{port}//"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert app.returncode == 0, app.stderr
+    counts = json.loads(app.stdout)
+    assert counts["slowest"] < 0.05  # emit never waits for the broker
+    lost = "spilled" if overflow == "spill" else "dropped"
+    assert counts == {**counts, "submitted": 500, "delivered": 0, lost: 500, "pending": 0}
+    assert counts["submitted"] == counts["delivered"] + counts["dropped"] + counts["spilled"] + counts["pending"]
+    (line,) = [line for line in app.stderr.splitlines() if line.startswith("logctl handler:")]
+    assert f"500 of 500 record(s) not delivered (the broker at 127.0.0.1:{port} could not be reached since" in line
+    assert "connection refused" in line
+    if overflow == "drop-newest":
+        assert line.endswith("; dropped")
+        return
+    assert line.endswith(f"; spilled 500 to {spill}")
+    shipped = run_logctl(["ship", "--no-follow", str(spill)], env)  # the spill, shipped as the README says
+    assert shipped.returncode == 0, shipped.stderr
+    messages = sorted(row[0] for row in stored(env, tmp_path, "message"))
+    assert messages == sorted(f"record {i}" for i in range(500))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,53 @@ def test_a_sink_in_a_missing_directory_is_refused_not_made(tmp_path: Path, env: 
     proc = cli(["consume", "--sink", "file:///proc/nope/x.jsonl"], env)
     assert proc.exit_code == 3, proc.output
     assert "unexpected" not in proc.output and "does not exist" in proc.output
+
+
+def _logctl(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "logctl", *args],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_refused_connection_retries_visibly_and_fails_in_seconds(env: dict[str, str]) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    result = _logctl(
+        ["tail"], {**env, "LOGCTL_URL": f"amqp://guest:guest@127.0.0.1:{port}//", "LOGCTL_CONNECT_RETRIES": "2"}
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split("; ")[-1] for line in lines[:2]] == [
+        "retrying in 0.5s (1 of 2 retries)",
+        "retrying in 1s (2 of 2 retries)",
+    ]
+    assert (
+        lines[2] == f"logctl: error: cannot reach broker at 127.0.0.1:{port}: connection refused (is RabbitMQ running?)"
+    )
+    assert len(lines) == 3
+    assert took < 10, took  # kombu's own hidden 2 s retry per attempt is gone (it was 12 s with 3 retries)
+
+
+def test_a_broker_that_does_not_answer_is_announced_after_a_second(env: dict[str, str]) -> None:
+    with socket.socket() as silent:  # accepts the TCP connection (the backlog does) and never speaks AMQP
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        result = _logctl(
+            ["tail"],
+            {
+                **env,
+                "LOGCTL_URL": f"amqp://guest:guest@127.0.0.1:{port}//",
+                "LOGCTL_CONNECT_RETRIES": "0",
+                "LOGCTL_CONNECT_TIMEOUT": "3",
+            },
+        )
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.splitlines()[0] == f"logctl: connecting to 127.0.0.1:{port} ..."
