@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from logctl.errors import LogctlError
-from logctl.management import management_client
+from logctl.management import broker_management
 from logctl.transport import (
     Broker,
     Delivery,
@@ -52,7 +52,7 @@ def queue_dead_letters(broker: Broker, topology: Topology, queue: str, declared_
     settings = broker.settings
     vhost = urlsplit(settings.primary_url).path[1:] or "/"
     try:
-        api = management_client(settings, timeout=5)
+        api = broker_management(settings, broker, timeout=5)
         dlx = api.queue_dead_letter_exchange(vhost, queue)
         if dlx is None:
             return False, "it has no dead-letter exchange"

@@ -11,11 +11,14 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from logctl.config import Settings, mask_url
 from logctl.errors import AuthError, BadInput, BrokerUnreachable, ConfigError, NotFound
+
+if TYPE_CHECKING:
+    from logctl.transport import Broker
 
 ENABLE_HINT = "is the management plugin enabled? (rabbitmq-plugins enable rabbitmq_management)"
 
@@ -43,6 +46,63 @@ def management_client(settings: Settings, timeout: float = 10.0) -> Management:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
     return Management(management_url(settings), timeout=timeout, context=context)
+
+
+def broker_management(settings: Settings, broker: Broker | None = None, timeout: float = 10.0) -> Management:
+    """The management API of the broker the AMQP URL reaches, checked to be that broker's.
+
+    A management URL derived from the AMQP host (port 15672) can name another broker on
+    the same host (one on 5801 beside the system's on 5672): the API's cluster name must
+    be the one the AMQP connection reports and, for a derived URL, one of its AMQP
+    listeners must be on the AMQP URL's port. When they differ, or cannot be checked,
+    this refuses (ConfigError) and says which URL to set. ``broker``, if given, is an
+    AMQP connection to reuse (otherwise one is opened for the check and closed).
+    """
+    api = management_client(settings, timeout)
+    check_same_broker(api, settings, broker)
+    return api
+
+
+_SET_IT = "set --management-url (or LOGCTL_MANAGEMENT_URL) to the management API of the broker at"
+
+
+def check_same_broker(api: Management, settings: Settings, broker: Broker | None = None) -> None:
+    """Refuse (ConfigError) unless ``api`` belongs to the broker that ``settings``' AMQP URL reaches."""
+    amqp_url = urlsplit(settings.primary_url)
+    amqp_port = amqp_url.port or (5671 if amqp_url.scheme == "amqps" else 5672)
+    where = f"{amqp_url.hostname or 'localhost'}:{amqp_port}"
+    overview = api.overview()  # an API that cannot be reached or refuses the login says so itself
+    amqp_cluster = _amqp_cluster_name(settings, broker)  # as does a broker that cannot be reached
+    api_cluster = str(overview.get("cluster_name", ""))
+    if not api_cluster or not amqp_cluster:
+        why = f"cannot check that {api.base} is the management API of {where} (no cluster name)"
+        raise ConfigError(f"{why}; {_SET_IT} {where}")
+    ports = sorted(
+        {int(lst["port"]) for lst in overview.get("listeners", []) if str(lst.get("protocol", "")).startswith("amqp")}
+    )
+    derived = not settings.management_url
+    if api_cluster != amqp_cluster or (derived and amqp_port not in ports):
+        on = ", ".join(map(str, ports)) or "none"
+        raise ConfigError(
+            f"the management API at {api.base} belongs to another broker (cluster {api_cluster!r}, AMQP on port "
+            f"{on}) than the one at {where} (cluster {amqp_cluster!r}): {_SET_IT} {where}"
+        )
+
+
+def _amqp_cluster_name(settings: Settings, broker: Broker | None) -> str:
+    from logctl.transport import Broker  # the transport loads kombu: only for commands that need it
+
+    if broker is not None and broker.connected:
+        return cluster_name_of(broker)
+    with Broker(settings) as own:
+        return cluster_name_of(own)
+
+
+def cluster_name_of(broker: Broker) -> str:
+    """The cluster name the broker reported when the AMQP connection opened."""
+    properties = broker.connection.connection.server_properties or {}
+    name = properties.get("cluster_name", "")
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +167,13 @@ class Management:
             return BadInput(f"the broker rejected the request: {detail or exc.reason}")
         return BrokerUnreachable(f"the management API answered {exc.code} for {path}: {detail or exc.reason}")
 
+    def overview(self) -> dict[str, Any]:
+        """The broker's overview: version, cluster name, node, listeners."""
+        return dict(self._call("GET", "/api/overview"))
+
     def version(self) -> str:
         """Return the broker's version, e.g. ``3.10.8``."""
-        return str(self._call("GET", "/api/overview")["rabbitmq_version"])
+        return str(self.overview()["rabbitmq_version"])
 
     def vhost_exists(self, vhost: str) -> bool:
         try:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from logctl.config import Settings
 from logctl.errors import NotFound
-from logctl.management import management_client
+from logctl.management import Management, broker_management
 from logctl.transport import Broker, Topology, bind_queue, queue_exists, unbind_queue
 
 
@@ -43,9 +43,14 @@ def _vhost(settings: Settings) -> str:
     return urlsplit(settings.primary_url).path[1:] or "/"
 
 
-def list_queues(settings: Settings, topology: Topology, *, all_queues: bool = False) -> list[QueueView]:
-    """The topology's queues (or, with ``all_queues``, every queue of the vhost), by name."""
-    api = management_client(settings)
+def list_queues(
+    settings: Settings, topology: Topology, *, all_queues: bool = False, api: Management | None = None
+) -> list[QueueView]:
+    """The topology's queues (or, with ``all_queues``, every queue of the vhost), by name.
+
+    ``api``: a management client already checked to be this broker's (``top`` checks once).
+    """
+    api = api or broker_management(settings)
     vhost = _vhost(settings)
     patterns: dict[str, list[str]] = {}
     for binding in api.exchange_bindings(vhost, topology.exchange):

@@ -21,6 +21,7 @@ from logctl.cli.app import (
     settings_from,
 )
 from logctl.config import contexts_of, default_config_path, load_file, mask_url, use_context
+from logctl.management import management_url
 from logctl.render import OutputMode, print_table
 
 config_app = typer.Typer(help="Inspect logctl's settings.", no_args_is_help=True)
@@ -36,9 +37,18 @@ def show_cmd(
     state_dir: StateDirOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print each setting, its value (password masked) and its source."""
+    """Print each setting, its value (password masked) and its source, and the config file read."""
     settings = settings_from(config, url=url, exchange=exchange, state_dir=state_dir)
-    print_table("settings", ("key", "value", "source"), settings.describe(), output)
+    file = config or default_config_path(dict(os.environ))
+    rows = [("config_file", str(file), "read" if file.is_file() else "none there (defaults and env only)")]
+    for key, value, source in settings.describe():
+        if key == "management_url" and not settings.management_url:  # what the commands will use
+            value, source = (
+                mask_url(management_url(settings)),
+                "derived from url (its host, port 15672; 15671 for amqps)",
+            )
+        rows.append((key, value, source))
+    print_table("settings", ("key", "value", "source"), rows, output)
 
 
 @config_app.command("contexts", epilog=examples("logctl config contexts --output json"))
@@ -51,6 +61,9 @@ def contexts_cmd(output: OutputOpt = OutputMode.AUTO, config: ConfigOpt = None) 
         (name, name == settings.context, mask_url(str(values.get("url", ""))), str(values.get("exchange", "")))
         for name, values in sorted(contexts_of(load_file(file)).items())
     ]
+    if not rows:
+        where = f"{file}: no [contexts.NAME] tables" if file.is_file() else f"no config file at {file}"
+        notify(f"no contexts ({where})")
     print_table("contexts", ("name", "current", "url", "exchange"), rows, output)
 
 

@@ -10,7 +10,7 @@ import typer
 from logctl.cli import complete
 from logctl.cli.app import ConfigOpt, ExchangeOpt, OutputOpt, UrlOpt, app, edge, examples, notify, settings_from
 from logctl.config import Settings
-from logctl.management import Management, management_client
+from logctl.management import Management, broker_management
 from logctl.policy import Change, load_preset, override, preset_names
 from logctl.policy import apply as apply_policy
 from logctl.policy import diff as diff_policy
@@ -34,7 +34,7 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="Name on the broker 
 
 
 def _api(settings: Settings) -> Management:
-    return management_client(settings)
+    return broker_management(settings)
 
 
 @policy_app.command("list", epilog=examples("logctl policy list --output json"))

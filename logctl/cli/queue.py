@@ -23,6 +23,7 @@ from logctl.cli.app import (
     settings_from,
 )
 from logctl.errors import PartialFailure
+from logctl.management import broker_management
 from logctl.queues import QueueView, bind, list_queues, unbind
 from logctl.render import OutputMode, live, print_table, queue_table, resolve_mode, write_json_lines
 from logctl.transport import Broker, Topology, topology_of
@@ -130,16 +131,21 @@ def top_cmd(
     topology = topology_of(settings)
     seconds = parse_duration(interval, "--interval")
     json_out = resolve_mode(output) is OutputMode.JSON
+    api = broker_management(settings)  # checked once to be this broker's, then asked each refresh
     if once or json_out:
-        views = list_queues(settings, topology, all_queues=all_queues)
+        views = list_queues(settings, topology, all_queues=all_queues, api=api)
         if json_out:
             write_json_lines(_view_json(v) for v in views)
         else:
             Console().print(queue_table(views, f"queues of {settings.exchange}"))
     else:
         stop = StopFlag().install()
-        live(lambda: queue_table(list_queues(settings, topology, all_queues=all_queues), "logctl top"), seconds, stop)
-        views = list_queues(settings, topology, all_queues=all_queues)
+        live(
+            lambda: queue_table(list_queues(settings, topology, all_queues=all_queues, api=api), "logctl top"),
+            seconds,
+            stop,
+        )
+        views = list_queues(settings, topology, all_queues=all_queues, api=api)
     waiting = sum(v.messages for v in views if v.role == "dlq")
     if fail_if_dlq and waiting:
         raise PartialFailure(f"{waiting} message(s) wait in the dead-letter queue {topology.dead_letter_queue}")
