@@ -79,6 +79,7 @@ class Checkpoint:
     fingerprint_len: int
     offset: int
     updated: float
+    complete: bool = False  # a finished (compressed) file, confirmed to its end: never read again
 
 
 class CheckpointStore:

@@ -21,6 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from logctl.checkpoint import CheckpointStore
+from logctl.compressed import (
+    CONTENT_KEY_PREFIX,
+    SNIFF_BYTES,
+    DecompressError,
+    compression_of,
+    content_key,
+    decompressed,
+    is_binary,
+)
 from logctl.errors import NotFound, PermissionDenied
 from logctl.sources import COPY_PROBE_MAX, FileSource, Source, fingerprint_of
 from logctl.watch import expand
@@ -36,7 +45,7 @@ def default_service(path: str) -> str:
     if path == "-":
         return "stdin"
     name = Path(path).name
-    for suffix in (".gz", ".log", ".txt", ".json", ".jsonl", ".out", ".err"):
+    for suffix in (".gz", ".xz", ".bz2", ".zst", ".log", ".txt", ".json", ".jsonl", ".out", ".err"):
         name = name.removesuffix(suffix)
     return name.split(".")[0] or "unknown"
 
@@ -83,6 +92,9 @@ class FileTracker:
         self._derive: dict[str, str] = {}  # inode key -> prefix of the content a truncation replaced
         self._truncated: list[_Copyable] = []  # content gone from its file, maybe kept in a copy
         self._warned: set[str] = set()
+        # Files not followed as text, by "dev:inode": compressed ones (read once, from a
+        # decompressed copy, under their content key) and binary ones (skipped).
+        self._not_text: set[str] = set()
 
     def scan(self, initial: bool) -> None:
         """Open files that newly match; note which followed files the patterns no longer reach."""
@@ -95,6 +107,8 @@ class FileTracker:
                 continue
             key = f"{st.st_dev}:{st.st_ino}"
             seen.add(key)
+            if key in self._not_text:
+                continue
             src = self.sources.get(key)
             if src is not None:
                 src.name = path  # renamed but still matched (app.log -> app.log.1 under app.log*)
@@ -127,6 +141,8 @@ class FileTracker:
         if self.store is None:
             return
         for cp in list(self.store.entries.values()):
+            if cp.key.startswith(CONTENT_KEY_PREFIX):
+                continue  # a compressed file: found again by its content, wherever it is
             if cp.key in seen or cp.key in self.sources or not matches_any(cp.path, self.patterns):
                 continue
             path = find_inode(os.path.dirname(cp.path) or ".", cp.key)
@@ -153,10 +169,52 @@ class FileTracker:
         if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
             os.close(fd)  # replaced between stat and open; the next scan finds the new one
             return
+        head = os.pread(fd, SNIFF_BYTES, 0)
+        kind = compression_of(head)
+        if kind is not None:
+            self._open_compressed(path, fd, f"{st.st_dev}:{st.st_ino}", kind)
+            return
+        if is_binary(head):
+            os.close(fd)
+            self._not_text.add(f"{st.st_dev}:{st.st_ino}")
+            self.warn_once(path, f"skipping {path}: a binary file, not text (a NUL byte in its first 8 KiB)")
+            return
         src = FileSource(path, fd, opened, self.options.shape_for(path))
         src.from_end = initial and self.options.from_end
         self.sources[src.key] = src
         self.opened += 1
+        self.identify(src)
+
+    def _open_compressed(self, path: str, fd: int, inode_key: str, kind: str) -> None:
+        """A compressed rotation: read once, from a decompressed copy, under its content key.
+
+        One that a checkpoint says was read to its end already is not decompressed again.
+        """
+        try:
+            key = content_key(fd)
+            checkpoint = self.store.get(key) if self.store is not None else None
+            if checkpoint is not None and checkpoint.complete:
+                self._not_text.add(inode_key)
+                return
+            if any(s.key == key for s in [*self.sources.values(), *self.retired]):
+                self._not_text.add(inode_key)  # the same archive under another name, being read
+                return
+            directory = str(self.store.path.parent) if self.store is not None else None
+            plain = decompressed(fd, kind, directory)
+        except DecompressError as exc:
+            # Damaged, or still being written (logrotate compresses in place): tried again when it changes.
+            self.warn_once(f"{path}:{os.fstat(fd).st_size}", f"cannot read {path} ({exc}); skipping it for now")
+            return
+        finally:
+            os.close(fd)
+        self._not_text.add(inode_key)
+        src = FileSource(path, plain, os.fstat(plain), self.options.shape_for(path))
+        src.key = key
+        src.compressed = True
+        src.moved_since = time.monotonic()  # finished: let go once read to the end and confirmed
+        self.sources[key] = src
+        self.opened += 1
+        self.notify(f"{path}: {kind}-compressed, reading what it holds once")
         self.identify(src)
 
     def identify(self, src: FileSource) -> bool:

@@ -493,10 +493,17 @@ class Shipper:
                 continue
             current = store.get(src.key)
             offset = self._checkpointed(src)
-            if current is not None and current.offset == offset and current.prefix == src.prefix:
+            complete = src.compressed and offset >= src.size()
+            if current is not None and (current.offset, current.prefix, current.complete) == (
+                offset,
+                src.prefix,
+                complete,
+            ):
                 continue
             store.put(
-                Checkpoint(src.key, src.name, src.prefix, src.fingerprint, src.fingerprint_len, offset, time.time())
+                Checkpoint(
+                    src.key, src.name, src.prefix, src.fingerprint, src.fingerprint_len, offset, time.time(), complete
+                )
             )
         done = [s for s in self.files.retired if self._progress.get(s) is None or self._progress[s].settled]
         for src in done:

@@ -297,6 +297,7 @@ class FileSource(Source):
         self.superseded = False  # truncated: a new source took over this inode
         self.from_end = False  # start at the end when first seen (``--from-end``)
         self.probe: tuple[str, int] | None = None  # hash and length of the first bytes, to spot copies
+        self.compressed = False  # a decompressed copy of a compressed file (compressed.py): finished
 
     def head(self, size: int) -> bytes:
         return os.pread(self.fd, size, 0)
@@ -320,6 +321,8 @@ class FileSource(Source):
 
     def take_probe(self) -> None:
         """Remember a hash of the first bytes (up to 64 KiB), by which a copy of this file is known."""
+        if self.compressed:
+            return  # known by its content key; copytruncate does not make archives
         head = self.head(COPY_PROBE_MAX)
         self.probe = (fingerprint_of(head), len(head)) if len(head) >= COPY_PROBE_MIN else None
 

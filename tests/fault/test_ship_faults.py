@@ -364,3 +364,54 @@ def test_a_followed_file_keeps_its_partial_line_when_ship_stops_after_stdin_ende
         fh.write('ne 10"\n' + numbered(11, 20))
     assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
     assert stored_messages(env, tmp_path) == sorted(f"line {i}" for i in range(20))
+
+
+def _compress(kind: str, data: bytes) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    return {
+        "gz": gzip.compress,
+        "xz": lzma.compress,
+        "bz2": bz2.compress,
+        "zst": zstandard.ZstdCompressor().compress,
+    }[kind](data)
+
+
+def test_compressed_rotations_are_read_once_by_content_renamed_or_killed_and_binaries_skipped(
+    env: Env, tmp_path: Path
+) -> None:
+    """logrotate's compressed rotations hold text: shipped once each, whatever happens to ship or the name."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    per_file = 300_000  # the .gz is big enough that a kill lands part-way through it
+    for n, kind in enumerate(("gz", "xz", "bz2", "zst")):
+        text = numbered(n * per_file, (n + 1) * per_file if kind == "gz" else n * per_file + 1000).encode()
+        (logs / f"app.log.{n + 1}.{kind}").write_bytes(_compress(kind, text))
+    expected = list(range(per_file)) + [n * per_file + i for n in (1, 2, 3) for i in range(1000)]
+    (logs / "core.log").write_bytes(b"\x7fELF\x02\x01\x01\x00" + os.urandom(4096))  # binary, whatever its name
+    pattern = str(logs / "*")
+    cmd = ["ship", "--no-follow", pattern]
+    proc = start_logctl(cmd, env)
+    big = logs / "app.log.1.gz"
+    deadline = time.time() + 60
+    while confirmed_offset(env, big) == 0 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "ship finished before the kill: make the file bigger"
+    proc.kill()
+    proc.wait()
+    first = run_logctl(cmd, env)  # on from the checkpoint of each archive's content
+    assert first.returncode == 0, first.stderr
+    assert f"skipping {logs / 'core.log'}: a binary file" in first.stderr
+    (logs / "app.log.1.gz").rename(logs / "app.log.2.gz.tmp")  # the next rotation renames every archive
+    for n in (2, 3, 4):
+        kind = ("xz", "bz2", "zst")[n - 2]
+        (logs / f"app.log.{n}.{kind}").rename(logs / f"app.log.{n + 1}.{kind}")
+    (logs / "app.log.2.gz.tmp").rename(logs / "app.log.2.gz")
+    again = run_logctl(cmd, env)
+    assert again.returncode == 0, again.stderr
+    assert "records=0" in again.stderr and "compressed, reading" not in again.stderr, again.stderr
+    assert_exactly_once(shipped_numbers(env, tmp_path), expected)
