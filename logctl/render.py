@@ -25,6 +25,7 @@ class OutputMode(StrEnum):
     JSON = "json"
 
 
+CONTINUATION_INDENT = "    "
 LEVEL_STYLES = {
     "TRACE": "dim",
     "DEBUG": "blue",
@@ -90,12 +91,20 @@ class RecordRenderer:
             line.append(" ")
             line.append(f"{level:<5}", style=LEVEL_STYLES[level])
             line.append(f" {service}", style="cyan")
-            line.append(f" {message}")
+            first, *more = message.split("\n")
+            line.append(f" {first}")
+            # A record's further lines (a traceback) are indented under it, and what follows
+            # them (trace id, attrs) goes on a line of its own, not glued to the last frame.
+            for extra_line in more:
+                line.append(f"\n{CONTINUATION_INDENT}{extra_line}")
+            tail = []
             if trace_id:
-                line.append(f" trace_id={trace_id}", style="dim")
+                tail.append(f"trace_id={trace_id}")
             if attrs:
-                extra = " ".join(f"{k}={v}" for k, v in attrs.items())
-                line.append(f" {extra}", style="dim")
+                tail.append(" ".join(f"{k}={v}" for k, v in attrs.items()))
+            if tail:
+                line.append(f"\n{CONTINUATION_INDENT}" if more else " ")
+                line.append(" ".join(tail), style="dim")
             self._console.print(line)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from logctl.codec import decode_rows
 from logctl.config import Settings
 from logctl.errors import BadInput, BrokerUnreachable, PermissionDenied
-from logctl.records import Level, WireRow, routing_word
+from logctl.records import ROW_ID, Level, WireRow, routing_word
 from logctl.transport import (
     Broker,
     QueueReader,
@@ -37,6 +37,55 @@ def tail_patterns(level: Level | None, services: Sequence[str], patterns: Sequen
     words = [routing_word(s) for s in services] or ["*"]
     levels = [lvl.value.lower() for lvl in level.at_least()] if level is not None else ["*"]
     return [f"{w}.{lv}" for w in words for lv in levels] + list(patterns)
+
+
+class InSourceOrder:
+    """Hold records a short window and release them in their source's order.
+
+    ship batches per routing key, so a file's INFO and ERROR lines travel in different
+    batches, and a full batch leaves before a partial one that waits out the linger. A
+    record id is its source's prefix and its zero-padded byte offset, so ids sort in the
+    order the source wrote them. A source's held records are released up to the last one
+    that has waited ``window`` (with any of lower offset that came later), sources in
+    the order of their first record's time.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._held: dict[str, list[tuple[str, float, WireRow]]] = {}
+
+    def add(self, rows: Sequence[WireRow], now: float) -> None:
+        for row in rows:
+            rid = str(row[ROW_ID])
+            self._held.setdefault(rid.rpartition("-")[0], []).append((rid, now, row))
+
+    @property
+    def held(self) -> int:
+        return sum(len(held) for held in self._held.values())
+
+    def ripe(self, now: float) -> list[WireRow]:
+        """The records to show now, in order."""
+        return self._release(now - self.window_s)
+
+    def rest(self) -> list[WireRow]:
+        """Everything still held, in order (at exit)."""
+        return self._release(float("inf"))
+
+    def _release(self, arrived_by: float) -> list[WireRow]:
+        out: list[tuple[int, list[WireRow]]] = []
+        for source, held in list(self._held.items()):
+            held.sort(key=lambda h: h[0])
+            last = max((i for i, (_rid, at, _row) in enumerate(held) if at <= arrived_by), default=-1)
+            if last < 0:
+                continue
+            out.append((int(held[0][2][1]), [row for _rid, _at, row in held[: last + 1]]))
+            rest = held[last + 1 :]
+            if rest:
+                self._held[source] = rest
+            else:
+                del self._held[source]
+        out.sort(key=lambda group: group[0])
+        return [row for _first, rows in out for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -23,7 +24,7 @@ from logctl.cli.app import (
 from logctl.errors import ConfigError
 from logctl.records import Level
 from logctl.render import OutputMode, RecordRenderer
-from logctl.tail import Tail, TailOptions, tail_patterns
+from logctl.tail import InSourceOrder, Tail, TailOptions, tail_patterns
 
 
 @app.command(
@@ -58,13 +59,19 @@ def tail_cmd(
     tune_gc_for_throughput()
     stop = StopFlag().install()
     shown = 0
+    # About the shippers' linger: a partial batch waits that long before it is published.
+    in_order = InSourceOrder(settings.linger_ms / 1000 + 0.1)
     with Tail(settings, TailOptions(tuple(patterns)), notify) as tail:
-        for batch in tail.batches():
+        for batch in tail.batches(0.05):
+            now = time.monotonic()
+            in_order.add(batch, now)
+            done = stop() or (count is not None and shown + in_order.held >= count)
+            ready = in_order.rest() if done else in_order.ripe(now)
             if count is not None:
-                batch = batch[: count - shown]
-            renderer.render(batch)
-            shown += len(batch)
-            if stop() or (count is not None and shown >= count):
+                ready = ready[: count - shown]
+            renderer.render(ready)
+            shown += len(ready)
+            if done:
                 break
     if tail.dropped:
         notify(f"dropped {tail.dropped} record(s) the terminal could not keep up with")

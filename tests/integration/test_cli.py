@@ -334,3 +334,46 @@ def test_completion_offers_presets_queues_and_contexts(env: Env, tmp_path: Path)
         "LOGCTL_MANAGEMENT_URL": "http://127.0.0.1:1",
     }
     assert _complete("logctl replay ", unreachable) == ["dlq"]  # silent when the API is away
+
+
+def _tail_while_shipping(env: Env, log: Path, args: list[str]) -> str:
+    tail = start_logctl(["tail", *args], {**env, "NO_COLOR": "1"}, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # let tail bind its queue
+        assert run_logctl(["ship", "--no-follow", str(log)], env).returncode == 0
+        out, err = tail.communicate(timeout=60)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, err
+    return out
+
+
+def test_tail_shows_a_files_records_in_file_order_though_each_level_travels_apart(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "mixed.log"
+    levels = ["INFO", "ERROR"] * 1500  # two routing keys: two batches, published one after the other
+    log.write_text("".join(f"2026-12-03T10:00:00Z {lvl} line {i}\n" for i, lvl in enumerate(levels)))
+    out = _tail_while_shipping(env, log, ["--count", str(len(levels)), "--output", "json"])
+    shown = [json.loads(line)["message"] for line in out.splitlines()]
+    assert shown == [f"line {i}" for i in range(len(levels))]
+
+
+def test_tail_indents_a_records_traceback_and_puts_its_attrs_on_their_own_line(env: Env, tmp_path: Path) -> None:
+    log = tmp_path / "crash.log"
+    log.write_text(
+        "2026-12-03T10:00:00Z ERROR worker failed user=42\n"
+        "Traceback (most recent call last):\n"
+        '  File "app.py", line 3, in <module>\n'
+        "ZeroDivisionError: division by zero\n"
+        "2026-12-03T10:00:01Z INFO after user=43\n"
+    )
+    out = _tail_while_shipping(env, log, ["--count", "2", "--output", "human"])
+    lines = out.splitlines()
+    assert lines[0].endswith("ERROR crash worker failed user=42")
+    assert lines[1:4] == [
+        "    Traceback (most recent call last):",
+        '      File "app.py", line 3, in <module>',
+        "    ZeroDivisionError: division by zero",
+    ]
+    assert lines[4] == f"    log.file.path={log}"  # attrs on their own line, under the record
+    assert lines[5].endswith(f"INFO  crash after user=43 log.file.path={log}")  # one line: attrs inline
+    assert len(lines) == 6
