@@ -121,17 +121,78 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
     Console().print(table)
 
 
-def queue_table(views: Sequence[Any], title: str) -> Table:
-    """The live view of ``logctl top``: dead-letter and unrouted queues in red while they hold messages."""
-    table = Table(title=title, title_justify="left")
-    for column in ("queue", "type", "messages", "ready", "unacked", "in/s", "out/s", "consumers", "patterns"):
-        table.add_column(column, justify="right" if column not in ("queue", "type", "patterns") else "left")
+def queue_table(views: Sequence[Any], title: str, width: int | None = None) -> Table:
+    """The live view of ``logctl top``: dead-letter and unrouted queues in red while they hold messages.
+
+    Laid out for 80 columns: counts and rates in short forms (``1.2M``), a queue's whole
+    name whenever it fits (else its start and its distinguishing end), patterns last,
+    folded onto further lines rather than cut.
+    """
+    width = width or Console().width
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1, 0, 0), header_style="bold")
+    numbers = {"msgs": 6, "ready": 6, "unack": 6, "in/s": 6, "out/s": 6, "cons": 4}
+    fixed = 7 + sum(numbers.values()) + len(numbers) + 2  # type, the numbers, one space after each
+    longest = max((len(v.name) for v in views), default=5)
+    name_width = max(12, min(longest, width - fixed - 10))  # 10: at least that much for patterns
+    table.add_column("queue", no_wrap=True, width=name_width)
+    table.add_column("type", no_wrap=True, width=7)
+    for column, column_width in numbers.items():
+        table.add_column(column, justify="right", no_wrap=True, width=column_width)
+    table.add_column("patterns", overflow="fold")
     for v in views:
         style = "bold red" if v.needs_attention else None
-        rate_in, rate_out = f"{v.publish_rate:,.1f}", f"{v.deliver_rate:,.1f}"
-        cells = (v.name, v.type, f"{v.messages:,}", f"{v.ready:,}", f"{v.unacked:,}", rate_in, rate_out)
-        table.add_row(*cells, str(v.consumers), " ".join(v.patterns), style=style)
+        counts = (short_number(v.messages), short_number(v.ready), short_number(v.unacked))
+        rates = (short_number(v.publish_rate), short_number(v.deliver_rate))
+        name = elide_middle(v.name, name_width)
+        table.add_row(name, v.type, *counts, *rates, str(v.consumers), "\n".join(v.patterns), style=style)
     return table
+
+
+def print_explanations(title: str, found: Sequence[Any], width: int | None = None) -> None:
+    """ship --explain on a terminal: a block per line, laid out for 80 columns (JSON has every field whole)."""
+    import textwrap
+
+    console = Console(highlight=False)
+    width = width or console.width
+    out = Text(f"{title}\n", style="bold")
+    for e in found:
+        out.append(f"\nline {e.line}", style="bold")
+        out.append(f"  {e.format}", style="cyan")
+        out.append(f"  record {e.record}\n")
+        out.append("  ")
+        out.append(e.level, style=LEVEL_STYLES.get(e.level, ""))
+        facts = f"  {e.timestamp}  service {e.service}"
+        out.append(facts)
+        if e.trace_id:  # on the same line if it fits, else under it
+            trace = f"trace {e.trace_id}"
+            fits = 2 + len(e.level) + len(facts) + 2 + len(trace) <= width
+            out.append(f"  {trace}" if fits else f"\n  {trace}")
+        out.append("\n")
+        why = textwrap.fill(e.why, width - 1, initial_indent="  why:  ", subsequent_indent="        ")
+        out.append(why + "\n", style="dim")
+        text = e.text if len(e.text) <= width - 9 else e.text[: width - 10] + "…"
+        out.append(f"  text: {text}\n")
+    out.rstrip()
+    console.print(out, soft_wrap=True)
+
+
+def short_number(value: float) -> str:
+    """A count or rate in at most 6 characters: 987, 12.3k, 1.2M; rates under 10 with a decimal."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            scaled = value / limit
+            return f"{scaled:.1f}{suffix}" if scaled < 100 else f"{scaled:.0f}{suffix}"
+    if isinstance(value, float) and not value.is_integer() and abs(value) < 10:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def elide_middle(text: str, width: int) -> str:
+    """``text`` cut to ``width`` in the middle: ``logs.…-billing-eu``, so names that share a start stay apart."""
+    if len(text) <= width:
+        return text
+    head = max(1, (width - 1) // 3)
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head) :]}"
 
 
 def live(render: Callable[[], Any], interval: float, stop: Callable[[], bool]) -> None:

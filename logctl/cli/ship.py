@@ -34,7 +34,16 @@ from logctl.cli.status import render_status
 from logctl.errors import ConfigError, NotFound
 from logctl.intake import IntakeOptions, load_tokens
 from logctl.parsing.formats import parse_options, user_formats_of
-from logctl.render import OutputMode, RecordRenderer, print_table, stderr_console, summary_line, write_json_lines
+from logctl.render import (
+    OutputMode,
+    RecordRenderer,
+    print_explanations,
+    print_table,
+    resolve_mode,
+    stderr_console,
+    summary_line,
+    write_json_lines,
+)
 from logctl.shipper import ShipOptions, ShipStats, explain_head, ship
 from logctl.units import parse_address, parse_duration, parse_size
 from logctl.watch import expand
@@ -274,9 +283,12 @@ def _explain(options: ShipOptions, output: OutputMode) -> None:
     patterns = options.paths
     for path in [p for pattern in patterns for p in (["-"] if pattern == "-" else expand([pattern]) or [pattern])]:
         found = explain_head(options, path, _head(path, EXPLAIN_LINES))
-        columns = ("line", "format", "why", "record", "level", "timestamp", "service", "trace_id", "text")
-        rows = [tuple(e.as_dict()[c] for c in columns) for e in found]
-        print_table(f"{path}: the first {len(found)} line(s)", columns, rows, output)
+        title = f"{path}: the first {len(found)} line(s)"
+        if resolve_mode(output) is OutputMode.HUMAN:
+            print_explanations(title, found)
+        else:
+            columns = ("line", "format", "why", "record", "level", "timestamp", "service", "trace_id", "text")
+            print_table(title, columns, [tuple(e.as_dict()[c] for c in columns) for e in found], output)
         fell_back = [e.line for e in found if e.fell_back]
         if fell_back:
             numbers = ", ".join(map(str, fell_back))

@@ -138,3 +138,44 @@ def test_a_broker_that_does_not_answer_is_announced_after_a_second(env: dict[str
         )
     assert result.returncode == 4, result.stderr
     assert result.stderr.splitlines()[0] == f"logctl: connecting to 127.0.0.1:{port} ..."
+
+
+def test_top_at_80_columns_keeps_names_apart_and_whole() -> None:
+    from rich.console import Console
+
+    from logctl.queues import QueueView
+    from logctl.render import queue_table
+
+    names = ["logs.default", "logs.errors-billing", "logs.errors-checkout", "logs.dlq", "logs.unrouted"]
+    views = [
+        QueueView(n, "quorum", ("billing.error", "billing.fatal"), 1_234_567, 1_234_000, 567, 2, 12_345.6, 3.2)
+        for n in names
+    ]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(queue_table(views, "logctl top", 80))
+    lines = console.export_text().splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    firsts = [line.split()[0] for line in lines[2:] if line.startswith("logs.")]
+    assert firsts == names  # each whole: rows that looked alike (logs.…) are told apart
+    row = next(line for line in lines if line.startswith("logs.default"))
+    assert row.split()[1:8] == ["quorum", "1.2M", "1.2M", "567", "12.3k", "3.2", "2"]
+
+
+def test_explain_on_an_80_column_terminal_is_a_block_per_line_with_the_time_whole(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    log = tmp_path / "mixed.log"
+    log.write_text(
+        "2026-12-03T10:00:00.123Z ERROR api request failed with a long message that goes on and on and on "
+        "trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n"
+        '{"level":"warn","msg":"disk almost full","ts":"2026-12-03T10:00:01Z","service":"db"}\n'
+    )
+    result = runner.invoke(
+        app, ["ship", "--explain", "--output", "human", str(log)], env={**env, "COLUMNS": "80"}, terminal_width=80
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines[1:]), [line for line in lines if len(line) > 80]  # not the path
+    assert [line.split()[:2] for line in lines if line.startswith("line ")] == [["line", "1"], ["line", "2"]]
+    assert "  ERROR  2026-12-03T10:00:00.123000+00:00  service mixed" in lines
+    assert "  trace 4bf92f3577b34da6a3ce929d0e0e4736" in lines
