@@ -6,6 +6,7 @@ Standard library only (urllib): a handful of JSON calls do not need an HTTP depe
 from __future__ import annotations
 
 import base64
+import html
 import json
 import ssl
 import urllib.error
@@ -156,7 +157,8 @@ class Management:
 
     def _http_error(self, exc: urllib.error.HTTPError, path: str) -> Exception:
         try:
-            detail = " ".join(str(json.loads(exc.read()).get("reason", "")).split())
+            # The broker's reasons are HTML-escaped (&lt;&lt;"abc"&gt;&gt;): shown as it meant them.
+            detail = html.unescape(" ".join(str(json.loads(exc.read()).get("reason", "")).split()))
         except (ValueError, AttributeError):
             detail = ""
         if exc.code == 401:

@@ -7,6 +7,7 @@ exchange (regex-escaped in patterns).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import tomllib
@@ -196,6 +197,22 @@ def read_back(api: Management, policy: Policy, *, timeout_s: float = 15.0) -> li
         time.sleep(0.5)
 
 
+NO_QUEUE = "(?!)"  # a regex that matches no name: the pattern of a policy put only to be checked
+
+
+def validate_on_broker(api: Management, policy: Policy) -> None:
+    """Have the broker check a definition without applying it (a dry run must fail as the apply would).
+
+    RabbitMQ validates a policy only when it is put, and has no check-only call: the same
+    definition is put under a name of its own, with a pattern that matches no queue, and
+    deleted at once. The broker's rejection (``<<"abc">> is not a valid delivery limit``)
+    is raised as it would be by the apply.
+    """
+    probe = replace(policy, name=f"logctl-dry-run-{os.getpid()}-{policy.name}", pattern=NO_QUEUE)
+    api.put_policy(probe)
+    api.delete_policy(probe.vhost, probe.name)
+
+
 def apply(api: Management, policy: Policy, *, dry_run: bool = False) -> Applied:
     """Put the policy (unless ``dry_run``) and report which queues it now applies to."""
     if not api.vhost_exists(policy.vhost):
@@ -203,6 +220,7 @@ def apply(api: Management, policy: Policy, *, dry_run: bool = False) -> Applied:
     warning = check_against_broker(policy, api.version())
     changes = diff(policy, api.policy(policy.vhost, policy.name))
     if dry_run:
+        validate_on_broker(api, policy)
         return Applied(policy, warning, changes, [])
     api.put_policy(policy)
     return Applied(policy, warning, changes, read_back(api, policy))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -54,9 +53,7 @@ def list_cmd(
         preset = load_preset(name, settings.exchange)
         rows.append(("preset", name, preset.pattern, preset.apply_to, preset.priority, preset.definition))
     for live in _api(settings).policies(vhost):
-        rows.append(
-            (f"live {live.vhost}", live.name, live.pattern, live.apply_to, live.priority, json.dumps(live.definition))
-        )
+        rows.append((f"live {live.vhost}", live.name, live.pattern, live.apply_to, live.priority, live.definition))
     print_table("policies", ("where", "name", "pattern", "apply_to", "priority", "definition"), rows, output)
 
 
@@ -148,7 +145,12 @@ def apply_cmd(
     print_table(f"{desired.name} in vhost {vhost}", ("key", "live", "desired", "change"), rows, output)
     changed = sum(1 for d in result.changes if d.change is not Change.SAME)
     if dry_run:
-        notify(f"dry run: {changed} key(s) would change; nothing applied")
+        notify(f"dry run: {changed} key(s) would change (the broker accepts the definition); nothing applied")
+    elif not result.queues:
+        notify(
+            f"applied {desired.name} ({changed} key(s) changed); it applies to no queue yet "
+            f"(none matches {desired.pattern}); queues declared later that match get it"
+        )
     else:
         shown = ", ".join(result.queues[:10]) + (" ..." if len(result.queues) > 10 else "")
         notify(

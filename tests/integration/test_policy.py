@@ -113,3 +113,34 @@ def test_presets_fill_in_the_exchange_and_take_overrides() -> None:
     assert preset.pattern == r"^a\.b\.(?!dlq$|unrouted$)"
     assert preset.definition == {"delivery-limit": 9, "max-length": 10000000, "dead-letter-exchange": "a.b.dlx"}
     assert preset.priority == 7
+
+
+def test_a_dry_run_fails_as_the_apply_would_with_the_brokers_words_unescaped(env: Env, policy_name: str) -> None:
+    args = ["policy", "apply", "quorum-log", "--name", policy_name, "--set", "delivery-limit=abc"]
+    dry = run_logctl([*args, "--dry-run"], env)
+    real = run_logctl(args, env)
+    for result in (dry, real):
+        assert result.returncode == 6, result.stderr
+        assert result.stderr == (
+            'logctl: error: the broker rejected the request: Validation failed <<"abc">> is not a valid delivery limit\n'
+        )
+    names = [p["name"] for p in api_get("/api/policies")]  # type: ignore[union-attr]
+    assert not [n for n in names if n.startswith("logctl-dry-run-")]  # the check left nothing behind
+    assert policy_name not in names
+
+
+def test_a_policy_that_matches_no_queue_says_so(env: Env, policy_name: str) -> None:
+    scope = ["--name", policy_name, "--pattern", f"^{env.exchange}\\.nothing-here$"]
+    applied = run_logctl(["policy", "apply", "quorum-log", *scope], env)
+    assert applied.returncode == 0, applied.stderr
+    assert f"it applies to no queue yet (none matches ^{env.exchange}\\.nothing-here$)" in applied.stderr
+
+
+def test_policy_list_json_gives_presets_and_live_policies_the_same_shape(env: Env, policy_name: str) -> None:
+    scope = ["--name", policy_name, "--pattern", f"^{env.exchange}\\.x$"]
+    assert run_logctl(["policy", "apply", "quorum-log", *scope], env).returncode == 0
+    listed = run_logctl(["policy", "list", "--output", "json"], env)
+    rows = {(r["where"], r["name"]): r for r in map(json.loads, listed.stdout.splitlines())}
+    preset, live = rows[("preset", "quorum-log")], rows[("live /", policy_name)]
+    assert isinstance(preset["definition"], dict) and isinstance(live["definition"], dict)
+    assert live["definition"]["delivery-limit"] == preset["definition"]["delivery-limit"] == 5
