@@ -36,7 +36,7 @@ from logctl.codec import RowPacker
 from logctl.config import Settings
 from logctl.delivery import DeliveryThread, Output
 from logctl.errors import ConfigError
-from logctl.parsing.fields import parsed_from_mapping
+from logctl.parsing.fields import level_from_value, micros_from_value, parsed_from_mapping
 from logctl.records import Level, WireRow, id_format, micros_of, now_utc, source_prefix
 from logctl.transport import Broker, Publisher, declare_topology, topology_of
 
@@ -47,6 +47,7 @@ ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 SERVICE_HEADER = "x-logctl-service"
 RETRY_BROKER_S = 5  # Retry-After while the broker is down or blocking
 RETRY_BUSY_S = 1  # Retry-After while too much awaits confirms
+WAIT_SLICE_S = 0.25  # a waiting request looks at the broker's state this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,8 @@ class IntakeOptions:
     service: str | None = None  # for records that name none (after the header)
     max_body_bytes: int = 10 << 20  # per request, after decompression
     max_inflight_bytes: int = 64 << 20  # bodies of requests awaiting confirms
-    ack_timeout_s: float = 30.0
+    ack_timeout_s: float = 10.0  # the longest a request waits for its confirm
+    outage_grace_s: float = 1.0  # how long it waits on once the broker is seen away
     cert_file: str | None = None
     key_file: str | None = None
     batch_size: int = 2048
@@ -187,10 +189,37 @@ def records_of_body(body: bytes, media_type: str, service: str, prefix: str) -> 
     return rows
 
 
+def _schema_error(obj: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of the record JSON's own schema, if anything.
+
+    ``message``, ``level``, ``timestamp``, ``service`` and ``trace_id`` are the README's
+    record fields: given under those names, a value that means nothing as that field is
+    an error naming it (a client bug is better answered than stored as INFO, now). Other
+    keys (``msg``, ``ts``, ``severity``, ...) are read as the parser reads a JSON line.
+    """
+    for key in ("message", "service", "trace_id"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key} must be a string, not {type(value).__name__} {orjson.dumps(value).decode()[:40]}"
+    level = obj.get("level")
+    if level is not None and level_from_value(level, "level") is None:
+        return f"level {orjson.dumps(level).decode()[:40]} is no level: use TRACE, DEBUG, INFO, WARN, ERROR or FATAL"
+    stamp = obj.get("timestamp")
+    if stamp is not None and micros_from_value(stamp) is None:
+        return (
+            f"timestamp {orjson.dumps(stamp).decode()[:40]} is no time: use ISO 8601 "
+            "(2026-12-03T10:00:00Z) or epoch seconds"
+        )
+    return None
+
+
 def _row(obj: dict[str, Any], default_id: str, now: int, service: str) -> WireRow | str:
     """One record in the schema --dry-run prints (fields as the parser maps them); an error text if bad."""
     given_id = obj.pop("id", None)
     attrs = obj.pop("attrs", None)
+    error = _schema_error(obj)
+    if error is not None:
+        return error
     parsed = parsed_from_mapping(obj, "")
     if not parsed.message:
         return "no message (give message or msg)"
@@ -322,18 +351,41 @@ class Intake:
             raise _Retry(429, "too many requests await batching", RETRY_BUSY_S) from None
         self.inflight_bytes += size
         try:
-            await asyncio.wait_for(asyncio.wrap_future(future), self.options.ack_timeout_s)
-        except TimeoutError:
-            raise _Retry(
-                503,
-                f"the broker did not confirm within {self.options.ack_timeout_s:g} s; "
-                "retry with the same Idempotency-Key so that nothing is stored twice",
-                RETRY_BROKER_S,
-            ) from None
+            await self._confirmed(asyncio.wrap_future(future))
+        except _Retry:
+            raise
         except Exception as exc:
             raise _Retry(503, f"delivery failed: {exc}", RETRY_BROKER_S) from exc
         finally:
             self.inflight_bytes -= size
+
+    async def _confirmed(self, confirm: asyncio.Future[None]) -> None:
+        """Wait for a request's confirm, bounded: ``ack_timeout_s``, or ``outage_grace_s`` once the broker is away.
+
+        A broker lost while the request waits (its connection gone, or blocking publishers)
+        is answered 503 after the grace, not held until it returns; an answer is never 202
+        without the confirm. The records may still arrive: a retry with the same
+        Idempotency-Key stores them once.
+        """
+        retry = "retry with the same Idempotency-Key so that nothing is stored twice"
+        deadline = time.monotonic() + self.options.ack_timeout_s
+        away_since: float | None = None
+        while True:
+            now = time.monotonic()
+            try:
+                await asyncio.wait_for(asyncio.shield(confirm), min(WAIT_SLICE_S, max(deadline - now, 0.001)))
+                return
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            reason = self._not_ready()
+            away_since = (away_since or now) if reason is not None else None
+            if away_since is not None and now - away_since >= self.options.outage_grace_s:
+                raise _Retry(503, f"{reason} while this request waited for its confirm; {retry}", RETRY_BROKER_S)
+            if now >= deadline:
+                raise _Retry(
+                    503, f"the broker did not confirm within {self.options.ack_timeout_s:g} s; {retry}", RETRY_BROKER_S
+                )
 
 
 class _Retry(Exception):

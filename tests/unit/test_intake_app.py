@@ -148,3 +148,48 @@ def test_bodies_that_cannot_be_taken_say_why(body: bytes, media_type: str, statu
     with pytest.raises(BadBody) as caught:
         records_of_body(body, media_type, "s", "p")
     assert caught.value.status == status
+
+
+def test_a_request_waiting_when_the_broker_goes_away_is_answered_503_after_the_grace_not_held() -> None:
+    import time
+
+    started = time.monotonic()
+    state = {"away": None}
+
+    def broker_state() -> str | None:
+        if time.monotonic() - started > 0.3:  # the connection is found lost while the request waits
+            state["away"] = "not connected to the broker"
+        return state["away"]
+
+    options = IntakeOptions("127.0.0.1", 0, ack_timeout_s=60, outage_grace_s=0.5)
+    app = Intake(options, HeldDelivery(), broker_state)  # type: ignore[arg-type]
+    status, headers, answer = call(app, BODY)
+    waited = time.monotonic() - started
+    assert status == 503 and headers["retry-after"] == "5"
+    assert answer["error"].startswith("not connected to the broker while this request waited for its confirm")
+    assert waited < 30  # answered after the outage grace, not held for the 60 s timeout
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"message": 42}, "message must be a string, not int 42"),
+        ({"message": "x", "level": "loud"}, 'level "loud" is no level'),
+        ({"message": "x", "timestamp": "yesterday"}, 'timestamp "yesterday" is no time'),
+        ({"message": "x", "service": ["a"]}, "service must be a string, not list"),
+    ],
+)
+def test_a_record_field_that_means_nothing_is_a_400_naming_it(record: dict[str, Any], reason: str) -> None:
+    delivery = HeldDelivery(instant=True)
+    app = Intake(IntakeOptions("127.0.0.1", 0), delivery, lambda: None)  # type: ignore[arg-type]
+    status, _headers, answer = call(app, json.dumps(record).encode() + b"\n")
+    assert status == 400 and delivery.submitted == []
+    (bad,) = answer["records"]
+    assert bad["index"] == 0 and bad["reason"].startswith(reason)
+
+
+def test_other_keys_are_read_as_a_json_line_is() -> None:
+    rows = records_of_body(
+        b'{"msg": "x", "ts": "yesterday", "severity": "warning"}\n', "application/x-ndjson", "s", "p"
+    )
+    assert rows[0][2] is Level.WARN and rows[0][6] == {"ts": "yesterday"}  # kept, as ship keeps it
