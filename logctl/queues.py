@@ -32,6 +32,7 @@ class QueueView:
     publish_rate: float = 0.0  # messages a second, as the management API averages them
     deliver_rate: float = 0.0
     role: str = ""  # "dlq" or "unrouted" for logctl's own: what should stay empty
+    records_rate: float | None = None  # records a second routed to it, from top's tap (None: not measured)
 
     @property
     def needs_attention(self) -> bool:

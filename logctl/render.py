@@ -130,7 +130,8 @@ def queue_table(views: Sequence[Any], title: str, width: int | None = None) -> T
     """
     width = width or Console().width
     table = Table(title=title, title_justify="left", box=None, padding=(0, 1, 0, 0), header_style="bold")
-    numbers = {"msgs": 6, "ready": 6, "unack": 6, "in/s": 6, "out/s": 6, "cons": 4}
+    # ready is msgs - unack (JSON has all three): its room goes to the names and rec/s
+    numbers = {"msgs": 6, "unack": 6, "in/s": 6, "rec/s": 6, "out/s": 6, "cons": 4}
     fixed = 7 + sum(numbers.values()) + len(numbers) + 2  # type, the numbers, one space after each
     longest = max((len(v.name) for v in views), default=5)
     name_width = max(12, min(longest, width - fixed - 10))  # 10: at least that much for patterns
@@ -141,8 +142,9 @@ def queue_table(views: Sequence[Any], title: str, width: int | None = None) -> T
     table.add_column("patterns", overflow="fold")
     for v in views:
         style = "bold red" if v.needs_attention else None
-        counts = (short_number(v.messages), short_number(v.ready), short_number(v.unacked))
-        rates = (short_number(v.publish_rate), short_number(v.deliver_rate))
+        counts = (short_number(v.messages), short_number(v.unacked))
+        records = "-" if v.records_rate is None else short_number(v.records_rate)
+        rates = (short_number(v.publish_rate), records, short_number(v.deliver_rate))
         name = elide_middle(v.name, name_width)
         table.add_row(name, v.type, *counts, *rates, str(v.consumers), "\n".join(v.patterns), style=style)
     return table

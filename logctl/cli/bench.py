@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 from logctl.bench import BenchMode, BenchOptions, BenchResult, Counters, run_bench
+from logctl.cli import complete
 from logctl.cli.app import ConfigOpt, OutputOpt, UrlOpt, app, edge, examples, notify, settings_from
 from logctl.errors import ConfigError
 from logctl.render import OutputMode, print_table, resolve_mode, stderr_console, write_json_lines
@@ -23,8 +24,8 @@ Producers = Annotated[int, typer.Option(help="Publishing connections")]
 Consumers = Annotated[int, typer.Option(help="Consuming connections")]
 Size = Annotated[int, typer.Option(help="Bytes of text per record (ship: per line)")]
 Batch = Annotated[int, typer.Option(help="Records per message")]
-Serializer = Annotated[str, typer.Option(help="msgpack or json")]
-QueueType = Annotated[str, typer.Option(help="classic, quorum or stream")]
+Serializer = Annotated[str, typer.Option(help="msgpack or json", autocompletion=complete.SERIALIZERS)]
+QueueType = Annotated[str, typer.Option(help="classic, quorum or stream", autocompletion=complete.BENCH_QUEUE_TYPES)]
 Duration = Annotated[str, typer.Option(help="How long to publish (when --messages is not given)")]
 Messages = Annotated[int | None, typer.Option(help="Messages to publish (ship: lines to ship)")]
 Rate = Annotated[float | None, typer.Option(help="Target messages/s per producer, for latency at a given load")]

@@ -1,4 +1,4 @@
-"""Values for shell completion: preset names, and queue names from the management API.
+"""Values for shell completion: fixed choices, preset names, and queue names from the management API.
 
 They run inside a completion request, so they are quick and silent: on any error
 (no broker, no management plugin, a bad config) they offer nothing.
@@ -6,12 +6,25 @@ They run inside a completion request, so they are quick and silent: on any error
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from logctl.cli.app import settings_from
 from logctl.errors import LogctlError
 from logctl.management import management_client
 from logctl.policy import preset_names
+
+
+def choices(*values: str) -> Callable[[str], list[str]]:
+    """Complete an option from a fixed set of values (rather than file names)."""
+    return lambda incomplete: [v for v in values if v.lower().startswith(incomplete.lower())]
+
+
+LEVELS = choices("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SERIALIZERS = choices("msgpack", "json")
+CONSUME_QUEUE_TYPES = choices("quorum", "classic")
+BENCH_QUEUE_TYPES = choices("classic", "quorum", "stream")
+COUNT_BY = choices("level", "service", "1m", "5m", "1h", "1d")
 
 
 def presets(incomplete: str) -> list[str]:

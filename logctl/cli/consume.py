@@ -68,7 +68,10 @@ def consume_cmd(
     exit_when_idle: Annotated[
         str | None, typer.Option(help="Stop once the queue stayed empty this long (e.g. 5s)")
     ] = None,
-    queue_type: Annotated[str, typer.Option(help="quorum or classic, when declaring the queue")] = "quorum",
+    queue_type: Annotated[
+        str,
+        typer.Option(help="quorum or classic, when declaring the queue", autocompletion=complete.CONSUME_QUEUE_TYPES),
+    ] = "quorum",
     max_rate: Annotated[
         float | None, typer.Option(help="Store at most this many records a second (acks slow down; nothing dropped)")
     ] = None,

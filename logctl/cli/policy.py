@@ -60,7 +60,7 @@ def list_cmd(
 @policy_app.command("show", epilog=examples("logctl policy show quorum-log --set delivery-limit=10"))
 @edge
 def show_cmd(
-    name: Annotated[str, typer.Argument(help="Preset name or .toml file")],
+    name: Annotated[str, typer.Argument(help="Preset name or .toml file", autocompletion=complete.presets)],
     sets: SetOpt = None,
     pattern: PatternOpt = None,
     priority: PriorityOpt = None,
@@ -80,7 +80,7 @@ def show_cmd(
 @policy_app.command("diff", epilog=examples("logctl policy diff quorum-log --set delivery-limit=10"))
 @edge
 def diff_cmd(
-    name: Annotated[str, typer.Argument(help="Preset name or .toml file")],
+    name: Annotated[str, typer.Argument(help="Preset name or .toml file", autocompletion=complete.presets)],
     vhost: VhostOpt = "/",
     sets: SetOpt = None,
     pattern: PatternOpt = None,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from logctl.cli import complete
 from logctl.cli.app import ConfigOpt, OutputOpt, StateDirOpt, StopFlag, app, edge, examples, notify, settings_from
 from logctl.cli.tail import parse_level
 from logctl.errors import ConfigError
@@ -52,7 +53,10 @@ def query_cmd(
         list[str] | None,
         typer.Argument(help="Words the message must hold (all, as words, any case); 'a b' is a phrase; -word excludes"),
     ] = None,
-    level: Annotated[str | None, typer.Option(help="At least this level: TRACE DEBUG INFO WARN ERROR FATAL")] = None,
+    level: Annotated[
+        str | None,
+        typer.Option(help="At least this level: TRACE DEBUG INFO WARN ERROR FATAL", autocompletion=complete.LEVELS),
+    ] = None,
     service: Annotated[list[str] | None, typer.Option(help="Only this service (repeatable)")] = None,
     since: Annotated[
         str | None, typer.Option(help="At or after: an ISO 8601 time, or a duration ago (30m, 1h, 7d)")
@@ -64,7 +68,11 @@ def query_cmd(
         typer.Option(help="KEY=VALUE (or KEY!=VALUE) on attributes, dotted keys for nested ones (repeatable)"),
     ] = None,
     count_by: Annotated[
-        str | None, typer.Option(help="Count per level, service, or time bucket (5m, 1h, 1d) instead of listing")
+        str | None,
+        typer.Option(
+            help="Count per level, service, or time bucket (5m, 1h, 1d) instead of listing",
+            autocompletion=complete.COUNT_BY,
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="At most this many records [default: a screenful on a terminal; all when piped]")

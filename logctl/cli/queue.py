@@ -3,12 +3,14 @@ consumers run, and a live view of their depth and rates."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from logctl.cli.app import (
     ConfigOpt,
@@ -26,6 +28,7 @@ from logctl.errors import PartialFailure
 from logctl.management import broker_management
 from logctl.queues import QueueView, bind, list_queues, unbind
 from logctl.render import OutputMode, live, print_table, queue_table, resolve_mode, write_json_lines
+from logctl.tap import RecordTap, records_per_s
 from logctl.transport import Broker, Topology, topology_of
 from logctl.units import parse_duration
 
@@ -140,15 +143,26 @@ def top_cmd(
             Console().print(queue_table(views, f"queues of {settings.exchange}"))
     else:
         stop = StopFlag().install()
-        live(
-            lambda: queue_table(list_queues(settings, topology, all_queues=all_queues, api=api), "logctl top"),
-            seconds,
-            stop,
-        )
+        with RecordTap(settings) as tap:  # records a second, which the API (messages) cannot give
+
+            def refreshed() -> Table:
+                views = list_queues(settings, topology, all_queues=all_queues, api=api)
+                rates = tap.rates()
+                if tap.error is not None:
+                    return queue_table(views, f"logctl top (no records/s: {tap.error})")
+                return queue_table([_with_records_rate(v, rates) for v in views], "logctl top")
+
+            live(refreshed, seconds, stop)
         views = list_queues(settings, topology, all_queues=all_queues, api=api)
     waiting = sum(v.messages for v in views if v.role == "dlq")
     if fail_if_dlq and waiting:
         raise PartialFailure(f"{waiting} message(s) wait in the dead-letter queue {topology.dead_letter_queue}")
+
+
+def _with_records_rate(view: QueueView, rates: dict[str, float]) -> QueueView:
+    if not view.patterns:
+        return view  # bound elsewhere (the dead-letter and unrouted queues): not what the tap sees
+    return dataclasses.replace(view, records_rate=records_per_s(rates, view.patterns))
 
 
 def _view_json(view: QueueView) -> dict[str, object]:

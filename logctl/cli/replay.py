@@ -32,9 +32,14 @@ def replay_cmd(
         str, typer.Argument(help="Queue to replay; dlq means <exchange>.dlq", autocompletion=complete.queues)
     ] = "dlq",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would move; move nothing")] = False,
-    reason: Annotated[list[str] | None, typer.Option(help="rejected, expired, maxlen or delivery_limit")] = None,
+    reason: Annotated[
+        list[str] | None,
+        typer.Option(help="rejected, expired, maxlen or delivery_limit", autocompletion=complete.choices(*REASONS)),
+    ] = None,
     service: Annotated[list[str] | None, typer.Option(help="Only records of this service (repeatable)")] = None,
-    level: Annotated[list[str] | None, typer.Option(help="Only this level (repeatable)")] = None,
+    level: Annotated[
+        list[str] | None, typer.Option(help="Only this level (repeatable)", autocompletion=complete.LEVELS)
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Died at or after: ISO time or a duration ago (2h)")] = None,
     until: Annotated[str | None, typer.Option(help="Died at or before: ISO time or a duration ago")] = None,
     limit: Annotated[int | None, typer.Option(help="Move at most this many")] = None,

@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from logctl.checkpoint import CheckpointStore
+from logctl.cli import complete
 from logctl.cli.app import (
     ConfigOpt,
     DeclareOpt,
@@ -123,7 +124,10 @@ def ship_cmd(
         int | None, typer.Option(help="Unconfirmed messages at once [default: 16]", rich_help_panel="Batching")
     ] = None,
     serializer: Annotated[
-        str | None, typer.Option(help="msgpack or json [default: msgpack]", rich_help_panel="Batching")
+        str | None,
+        typer.Option(
+            help="msgpack or json [default: msgpack]", rich_help_panel="Batching", autocompletion=complete.SERIALIZERS
+        ),
     ] = None,
     from_end: Annotated[
         bool,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from logctl.cli import complete
 from logctl.cli.app import (
     ConfigOpt,
     DeclareOpt,
@@ -37,7 +38,10 @@ from logctl.tail import InSourceOrder, Tail, TailOptions, tail_patterns
 )
 @edge
 def tail_cmd(
-    level: Annotated[str | None, typer.Option(help="Minimum level: TRACE DEBUG INFO WARN ERROR FATAL")] = None,
+    level: Annotated[
+        str | None,
+        typer.Option(help="Minimum level: TRACE DEBUG INFO WARN ERROR FATAL", autocompletion=complete.LEVELS),
+    ] = None,
     service: Annotated[list[str] | None, typer.Option(help="Only this service (repeatable)")] = None,
     pattern: Annotated[list[str] | None, typer.Option(help="Raw topic pattern such as 'api.*' (repeatable)")] = None,
     count: Annotated[int | None, typer.Option(help="Exit after this many records")] = None,

@@ -317,6 +317,25 @@ def _complete(words: str, env: dict[str, str]) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        ("logctl policy diff q", ["quorum-log"]),
+        ("logctl policy show u", ["unrouted-ae", "unrouted-cap"]),
+        ("logctl tail --level ", ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]),
+        ("logctl query --level E", ["ERROR"]),
+        ("logctl replay dlq --level W", ["WARN"]),
+        ("logctl ship --serializer ", ["msgpack", "json"]),
+        ("logctl replay dlq --reason ", ["rejected", "expired", "maxlen", "delivery_limit"]),
+        ("logctl consume --queue-type ", ["quorum", "classic"]),
+        ("logctl bench publish --queue-type s", ["stream"]),
+        ("logctl query --count-by ", ["level", "service", "1m", "5m", "1h", "1d"]),
+    ],
+)
+def test_completion_offers_an_options_values_not_file_names(env: Env, words: str, offered: list[str]) -> None:
+    assert _complete(words, env) == offered
+
+
 def test_completion_offers_presets_queues_and_contexts(env: Env, tmp_path: Path) -> None:
     assert "ha-log" in _complete("logctl policy apply h", env)
     queue = env.queue("completed")

@@ -94,3 +94,24 @@ def test_top_once_as_json_and_fail_if_dlq_for_monitoring_checks(env: Env, tmp_pa
     assert check.returncode == 7 and "wait in the dead-letter queue" in check.stderr
     views = {v["name"]: v for v in map(json.loads, check.stdout.splitlines())}
     assert views[f"{env.exchange}.dlq"]["messages"] == 1
+
+
+def test_tops_tap_counts_records_not_messages_and_gives_them_to_the_queues_that_match(env: Env, tmp_path: Path) -> None:
+    from logctl.config import from_environment
+    from logctl.tap import RecordTap, records_per_s
+
+    settings = from_environment(url=env["LOGCTL_URL"], exchange=env["LOGCTL_EXCHANGE"])
+    log = tmp_path / "mixed.log"
+    log.write_text("".join(f"2026-12-03T10:00:00Z {'ERROR' if i % 3 == 0 else 'INFO'} line {i}\n" for i in range(3000)))
+    declared = run_logctl(["consume", "--exit-when-idle", "0.1s", "--sink", "stdout"], env)  # the topology
+    assert declared.returncode == 0, declared.stderr
+    with RecordTap(settings) as tap:
+        assert tap.wait_ready(30) and tap.error is None
+        shipped = run_logctl(["ship", "--no-follow", str(log)], env)
+        assert shipped.returncode == 0, shipped.stderr
+        deadline = time.time() + 30
+        while sum(tap.totals.values()) < 3000 and time.time() < deadline:
+            time.sleep(0.1)
+    assert dict(tap.totals) == {"mixed.error": 1000, "mixed.info": 2000}  # records, from far fewer messages
+    rates = {"mixed.error": 10.0, "mixed.info": 20.0, "other.info": 5.0}
+    assert records_per_s(rates, ["*.error"]) == 10.0 and records_per_s(rates, ["mixed.#"]) == 30.0
