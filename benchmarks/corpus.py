@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/corpus.py            # the table, then each field it got wrong
     .venv/bin/python benchmarks/corpus.py --readme   # refresh the README's table
+    .venv/bin/python benchmarks/corpus.py --held-out [--readme]   # the formats never tuned on (tests/heldout/)
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.corpus.score import score_all, table  # noqa: E402
-from tests.unit.test_corpus import BEGIN, END, README  # noqa: E402
+from tests.corpus.score import HELD_OUT, score_all, table  # noqa: E402
+from tests.unit.test_corpus import BEGIN, END, HELD_OUT_BEGIN, HELD_OUT_END, README  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--held-out", action="store_true", help="score tests/heldout/ instead of tests/corpus/")
     opts = parser.parse_args()
-    scores = score_all()
+    scores = score_all(HELD_OUT) if opts.held_out else score_all()
+    begin, end = (HELD_OUT_BEGIN, HELD_OUT_END) if opts.held_out else (BEGIN, END)
     shown = table(scores)
     print(shown)
     for score in scores:
@@ -29,9 +32,9 @@ def main() -> None:
             print(f"{score.name}: {wrong}")
     if opts.readme:
         text = README.read_text()
-        head, rest = text.split(BEGIN, 1)
-        _old, tail = rest.split(END, 1)
-        README.write_text(f"{head}{BEGIN}\n{shown}\n{END}{tail}")
+        head, rest = text.split(begin, 1)
+        _old, tail = rest.split(end, 1)
+        README.write_text(f"{head}{begin}\n{shown}\n{end}{tail}")
         print("README.md updated", file=sys.stderr)
 
 

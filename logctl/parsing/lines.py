@@ -19,6 +19,9 @@ from typing import Any
 
 import orjson
 
+from logctl.parsing.crash import LEVEL_OF as CRASH_LEVEL
+from logctl.parsing.crash import START_FIRST as CRASH_START_FIRST
+from logctl.parsing.crash import CrashReport, Runtime, crash_start
 from logctl.parsing.fields import Parsed, micros_from_value, parsed_from_mapping, trace_from_value
 from logctl.parsing.formats import DETECT, TEXT_FORMATS, ParseOptions
 from logctl.parsing.header import read_header
@@ -126,6 +129,7 @@ class LineParser:
         self._awaiting = False  # the open record's level is on the next line (java.util.logging)
         self._flags: dict[str, Any] | None = None
         self._more: list[str] | None = None  # continuation lines
+        self._crash: CrashReport | None = None  # the open record is a runtime's crash report
 
     @property
     def pending_start(self) -> int | None:
@@ -173,6 +177,16 @@ class LineParser:
         for line, parsed, (start, end) in zip(lines, found, pairwise(bounds), strict=True):
             if self._awaiting and parsed is not None and self._take_level_line(parsed, end):
                 continue
+            if self._crash is not None and self._continues_crash(line, parsed, end, flags):
+                continue
+            if (parsed is None or parsed.micros is None) and line[:1] in CRASH_START_FIRST:
+                runtime = crash_start(line)
+                if runtime is not None and not self._logged_traceback(runtime):
+                    if self._parsed is not None:
+                        ready.append((self._complete(), self.emitted_end))
+                    self._open(Parsed(line, level=CRASH_LEVEL[runtime]), start, end, flags)
+                    self._crash = CrashReport(runtime)
+                    continue
             if parsed is None:
                 if self._parsed is not None and (self._headed or line[:1] in _CONTINUATION_FIRST or not line.strip()):
                     more = self._more
@@ -194,12 +208,54 @@ class LineParser:
                 headed = parsed.text and parsed.micros is not None
             if self._parsed is not None:
                 ready.append((self._complete(), self.emitted_end))
-            self._parsed = parsed
-            self._start = start
-            self._end = end
-            self._headed = headed
-            self._awaiting = parsed.awaits_level
-            self._flags = flags
+            self._open(parsed, start, end, flags, headed)
+
+    def _open(self, parsed: Parsed, start: int, end: int, flags: dict[str, Any] | None, headed: bool = False) -> None:
+        """Make ``parsed`` the open record, spanning [start, end) so far."""
+        self._parsed = parsed
+        self._start = start
+        self._end = end
+        self._headed = headed
+        self._awaiting = parsed.awaits_level
+        self._flags = flags
+
+    def _continues_crash(self, line: str, parsed: Parsed | None, end: int, flags: dict[str, Any] | None) -> bool:
+        """Whether ``line`` is part of the open crash report (taken into it), else the report ends."""
+        report = self._crash
+        assert report is not None
+        if parsed is not None and (parsed.micros is not None or not parsed.text):
+            self._crash = None  # a line with a time, or a structured one: the program logs again
+            return False
+        if not line.strip():
+            report.blanks += 1  # kept only if the report goes on after it
+            return True
+        more = self._more if self._more is not None else []
+        if not report.takes(line) or len(more) + report.blanks >= MAX_CONTINUATION_LINES:
+            self._crash = None
+            return False
+        if end - self._start > MAX_RECORD_BYTES:
+            self._crash = None
+            return False
+        more.extend([""] * report.blanks)
+        more.append(line)
+        report.blanks = 0
+        self._more = more
+        self._end = end
+        if flags:
+            self._flags = {**(self._flags or {}), **flags}
+        return True
+
+    def _logged_traceback(self, runtime: Runtime) -> bool:
+        """A Python traceback under a logged line belongs to it (logger.exception), unless that line said INFO or less.
+
+        A program that dies prints its traceback after whatever it logged last, often an
+        INFO line; a logged exception comes under its ERROR (or WARN) line, or under a
+        line whose level could not be read (kept there, as before crash reports were known).
+        """
+        held = self._parsed
+        if runtime is not Runtime.PYTHON or held is None or not self._headed:
+            return False
+        return held.level is None or held.level.rank >= Level.WARN.rank
 
     def record_decisions(self) -> None:
         """From now on keep, for each line, what it parsed to (see ``decisions``)."""
@@ -229,8 +285,16 @@ class LineParser:
         return True
 
     def starts_record(self, line: str) -> bool:
-        """Whether ``line`` begins a new record whatever came before it (it never continues one)."""
-        return line[:1] not in _CONTINUATION_FIRST and self._parse(line) is not None
+        """Whether ``line`` begins a new record whatever came before it (it never continues one).
+
+        A line with a time, or a JSON or logfmt one: a line with neither may be part of a
+        crash report above it (``Error: ...`` in Node's), and one that starts a report may
+        belong to the logged line above it (a Python traceback).
+        """
+        if line[:1] in _CONTINUATION_FIRST:
+            return False
+        parsed = self._parse(line)
+        return parsed is not None and (parsed.micros is not None or not parsed.text) and crash_start(line) is None
 
     def flush(self) -> WireRow | None:
         """Complete and return the record still open, if any."""
@@ -341,6 +405,7 @@ class LineParser:
         parsed = self._parsed
         assert parsed is not None
         self._parsed = None
+        self._crash = None
         message = parsed.message
         if self._more:
             message = "\n".join((message, *self._more)).rstrip()

@@ -26,6 +26,8 @@ def _messy_lines(rng: random.Random, count: int) -> list[bytes]:
             out.append(b"Traceback (most recent call last):")
             out.extend(f'  File "app.py", line {n}, in run'.encode() for n in range(rng.randint(1, 30)))
             out.append(b"ValueError: bad")
+        elif kind < 0.06:  # a crash report between log lines: no time, blank lines inside
+            out.extend(rng.choice(CRASH_REPORTS))
         elif kind < 0.07:
             out.append(b"  indented, continues whatever came before")
         elif kind < 0.08:
@@ -43,6 +45,15 @@ def _messy_lines(rng: random.Random, count: int) -> list[bytes]:
         else:
             out.append(f"<13>Mar  1 10:00:00 host app[7]: syslog {i} {'y' * rng.randint(0, 200)}".encode())
     return out
+
+
+CRASH_REPORTS = [
+    [b"panic: boom", b"", b"goroutine 1 [running]:", b"main.main()", b"\t/app/main.go:9 +0x1d", b"exit status 2"],
+    [b"Traceback (most recent call last):", b'  File "w.py", line 1, in <module>', b"KeyError: 'k'"],
+    [b'Exception in thread "main" java.lang.Error: x', b"\tat A.b(A.java:1)", b"Caused by: java.io.IOException"],
+    [b"/app/server.js:12", b"    throw err;", b"    ^", b"", b"Error: down", b"    at f (/app/server.js:12:11)"],
+    [b"Error: down", b"    at f (/app/server.js:12:11)", b"", b"Node.js v20.10.0"],
+]
 
 
 def _shipped(path: Path, workers: int, serializer: str, max_line_bytes: int = 1024) -> list[LogRecord]:
