@@ -40,15 +40,25 @@ def blocks_of(lines: list[str]) -> list[tuple[bytes, int]]:
     return blocks
 
 
-def micros_per_line(lines: list[str], runs: int = 3, clock: Callable[[], float] = time.perf_counter) -> float:
-    """Best of ``runs``: microseconds per line that parse_block spends on these lines."""
+def micros_per_line(
+    lines: list[str], runs: int = 3, clock: Callable[[], float] = time.perf_counter, layout: bool = False
+) -> float:
+    """Best of ``runs``: microseconds per line that parse_block spends on these lines.
+
+    ``layout``: in the layout the lines' head shows, as ship reads a file (parsing/layout.py).
+    """
     blocks = blocks_of(lines)
+    shape = RecordShape("bench")
+    if layout:
+        from logctl.parsing.layout import LEARN_BYTES, with_layout
+
+        shape = RecordShape("bench", parse=with_layout(shape.parse, blocks[0][0][:LEARN_BYTES]))
     best = float("inf")
     for _ in range(runs):
         started = clock()
         parsed = 0
         for data, base in blocks:
-            parsed += parse_block(BlockJob(data, base, "0123456789abcdef", RecordShape("bench"), "msgpack")).lines
+            parsed += parse_block(BlockJob(data, base, "0123456789abcdef", shape, "msgpack")).lines
         best = min(best, clock() - started)
     return best / max(parsed, 1) * 1e6
 
@@ -61,6 +71,7 @@ def main() -> None:
     parser.add_argument(
         "--cpu", action="store_true", help="CPU time, not wall time: steadier on a VM whose neighbours steal time"
     )
+    parser.add_argument("--layout", action="store_true", help="each format alone in the layout its head shows, as ship")
     opts = parser.parse_args()
     clock = time.process_time if opts.cpu else time.perf_counter
     lines = list(synthetic_lines(opts.lines, 100))
@@ -68,7 +79,10 @@ def main() -> None:
     gc.set_threshold(50_000, 20, 100)  # as in a parse worker
     rows = [("all five, interleaved", micros_per_line(lines, opts.runs, clock))]
     if not opts.interleaved_only:
-        rows += [(name, micros_per_line(lines[i :: len(FORMATS)], opts.runs, clock)) for i, name in enumerate(FORMATS)]
+        rows += [
+            (name, micros_per_line(lines[i :: len(FORMATS)], opts.runs, clock, opts.layout))
+            for i, name in enumerate(FORMATS)
+        ]
     what = "CPU time" if opts.cpu else "wall time"
     print(f"{opts.lines:,} lines of about 100 bytes; parse_block on one core ({what}, best of {opts.runs})\n")
     for name, micros in rows:

@@ -18,7 +18,7 @@ import glob
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from logctl import metrics
@@ -31,6 +31,7 @@ from logctl.files import FileTracker, check_paths, default_service
 from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, BlockJob, BlockPool, BlockResult
 from logctl.parsing.explain import Explanation, explain
 from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
+from logctl.parsing.layout import with_layout
 from logctl.ratelimit import TokenBucket
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.sources import FileSource, RecordShape, Source, StdinSource
@@ -588,7 +589,8 @@ def explain_head(options: ShipOptions, path: str, head: bytes) -> list[Explanati
     line limit, zone), whose parser keeps its decisions for the explanation.
     """
     set_timezone(options.timezone)
-    src = Source(options.shape_for(path))
+    shape = options.shape_for(path)
+    src = Source(replace(shape, parse=with_layout(shape.parse, head)) if path != "-" else shape)
     src.start_parser(EXPLAIN_PREFIX, 0)
     assert src.parser is not None
     src.parser.record_decisions()

@@ -13,12 +13,13 @@ import hashlib
 import os
 import select
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Any
 
 from logctl.parsing import LineParser
 from logctl.parsing.formats import DETECT, ParseOptions
+from logctl.parsing.layout import LEARN_BYTES, RELEARN_BYTES, with_layout
 from logctl.records import WireRow, source_prefix
 
 FINGERPRINT_MAX = 1024
@@ -298,6 +299,7 @@ class FileSource(Source):
         self.from_end = False  # start at the end when first seen (``--from-end``)
         self.probe: tuple[str, int] | None = None  # hash and length of the first bytes, to spot copies
         self.compressed = False  # a decompressed copy of a compressed file (compressed.py): finished
+        self._learned_at = LEARN_BYTES  # head size the layout was last learned from (begin sets it)
 
     def head(self, size: int) -> bytes:
         return os.pread(self.fd, size, 0)
@@ -332,10 +334,21 @@ class FileSource(Source):
         return len(head) == length and fingerprint_of(head) == fingerprint
 
     def begin(self, offset: int) -> None:
-        """Start reading (and parsing) at ``offset``."""
+        """Start reading (and parsing) at ``offset``, in the layout the file's first lines show."""
         assert self.prefix is not None
+        self._learn_layout()
         os.lseek(self.fd, offset, os.SEEK_SET)
         self.start_parser(self.prefix, offset)
+
+    def _learn_layout(self) -> None:
+        """Take the layout the file's first lines show, if they show one (a new file: once it has them)."""
+        head = self.head(LEARN_BYTES)
+        self._learned_at = len(head)
+        options = with_layout(self._shape.parse, head)
+        if options is not self._shape.parse:
+            self._shape = replace(self._shape, parse=options)
+            if self.parser is not None:
+                self.parser.adopt_layout(options)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -354,6 +367,12 @@ class FileSource(Source):
         self.eof = False
         self.pos += len(data)
         self.take(data)
+        if (
+            self._learned_at < LEARN_BYTES
+            and self.pos - self._learned_at >= RELEARN_BYTES
+            and self._shape.parse.layout is None
+        ):
+            self._learn_layout()  # a file that began short: its first lines are here now
         return len(data)
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ from logctl.cli.status import render_status
 from logctl.errors import ConfigError, NotFound
 from logctl.intake import IntakeOptions, load_tokens
 from logctl.parsing.formats import parse_options, user_formats_of
+from logctl.parsing.layout import learned_layout
 from logctl.render import (
     OutputMode,
     RecordRenderer,
@@ -293,6 +294,12 @@ def _explain(options: ShipOptions, output: OutputMode) -> None:
         else:
             columns = ("line", "format", "why", "record", "level", "timestamp", "service", "trace_id", "text")
             print_table(title, columns, [tuple(e.as_dict()[c] for c in columns) for e in found], output)
+        head = _head(path, EXPLAIN_LINES) if path != "-" else b""
+        layout = learned_layout(head, options.shape_for(path).parse)
+        if layout is not None:
+            other = [e.line for e in found if e.format not in (layout, "continuation")]
+            tail = f"; line(s) {', '.join(map(str, other))} did not fit it and were detected" if other else ""
+            notify(f"{path}: layout {layout} (its first lines): each line is tried with it first{tail}")
         fell_back = [e.line for e in found if e.fell_back]
         if fell_back:
             numbers = ", ".join(map(str, fell_back))

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from logctl.parsing.crash import LEVEL_OF as CRASH_LEVEL
+from logctl.parsing.crash import crash_start
 from logctl.parsing.fields import Parsed, _plan_of
 from logctl.parsing.lines import _CONTINUATION_FIRST, LineParser
 from logctl.parsing.text import CANDIDATES, line_shape
@@ -73,6 +75,13 @@ def _text_why(line: str, name: str) -> str:
 def why_of(line: str, parsed: Parsed | None, parser: LineParser) -> tuple[str, str]:
     """(format, why) of a line, from what the parser made of it."""
     forced = parser.options.format
+    runtime = crash_start(line) if parsed is None or parsed.micros is None else None
+    if runtime is not None:
+        level = CRASH_LEVEL[runtime].value
+        return (
+            f"crash/{runtime}",
+            f"the first line of a {runtime} crash report: the whole report is one record, {level}",
+        )
     if parsed is None:
         if line[:1] in _CONTINUATION_FIRST:
             return "none", "starts with a space or tab, or is empty: never a record's first line"
@@ -84,6 +93,8 @@ def why_of(line: str, parsed: Parsed | None, parser: LineParser) -> tuple[str, s
         return name, f"forced with --format {forced}"
     if any(u.name == name for u in parser.options.user_formats):
         return name, "the user-defined format's regex matched (tried before the built-in ones)"
+    if name == parser.options.layout:
+        return name, f"the file's layout (its first lines are {name}): tried first on every line"
     if name == "json":
         return name, _json_why(line)
     if name == "logfmt":
@@ -124,7 +135,7 @@ def explain(parser: LineParser, rows: list[WireRow], lines: list[tuple[int, str]
                 record.timestamp.isoformat(),
                 record.service,
                 record.trace_id,
-                starts_record and parsed is None,
+                starts_record and parsed is None and not name.startswith("crash/"),
             )
         )
     return out

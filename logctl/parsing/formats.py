@@ -71,6 +71,9 @@ class ParseOptions:
 
     format: str | None = None  # a built-in or user-defined format's name
     user_formats: tuple[UserFormat, ...] = ()
+    # The text format a file's first lines showed (parsing/layout.py): tried first on each
+    # of its lines, detection for a line it does not take. None: detection only.
+    layout: str | None = None
 
     @property
     def forced_user_format(self) -> UserFormat | None:

@@ -25,7 +25,7 @@ from logctl.parsing.crash import CrashReport, Runtime, crash_start
 from logctl.parsing.fields import Parsed, micros_from_value, parsed_from_mapping, trace_from_value
 from logctl.parsing.formats import DETECT, TEXT_FORMATS, ParseOptions
 from logctl.parsing.header import read_header
-from logctl.parsing.text import MATCHERS_BY_FIFTH, MATCHERS_BY_FIRST, MATCHERS_DIGITS, MATCHERS_OTHER
+from logctl.parsing.text import MATCHERS_BY_FIFTH, MATCHERS_BY_FIRST, MATCHERS_DIGITS, MATCHERS_OTHER, TextFormat
 from logctl.records import Level, LogRecord, WireRow, id_format, micros_of, now_utc, record_of
 
 # A record stops taking continuation lines at either bound; the next such line starts a
@@ -110,6 +110,8 @@ class LineParser:
             self._parse = self._forced_parser(options)
         elif options.user_formats:
             self._parse = self._parse_user_first
+        elif options.layout is not None:
+            self._parse = self._layout_first(TEXT_FORMATS[options.layout])
         self._ids = id_format(prefix)
         self.emitted_end = 0
         # Lines a forced format (--format) did not take, that became records of their own
@@ -284,6 +286,16 @@ class LineParser:
         self._end = end
         return True
 
+    def adopt_layout(self, options: ParseOptions) -> None:
+        """From now on, read lines in the layout ``options`` names (learned once the file had its first lines)."""
+        if self.options.format is None and not self.options.user_formats and options.layout is not None:
+            self.options = options
+            self._parse = self._layout_first(TEXT_FORMATS[options.layout])
+
+    def parsed_alone(self, line: str) -> Parsed | None:
+        """What ``line`` parses to by itself (a format, or None), as this parser reads lines."""
+        return self._parse(line)
+
     def starts_record(self, line: str) -> bool:
         """Whether ``line`` begins a new record whatever came before it (it never continues one).
 
@@ -317,6 +329,22 @@ class LineParser:
                 return self._parse_cri(cri)
         # No known format: the generic header reader (a time at the start, a level after it).
         return self._parse_text(line) or read_header(line)
+
+    def _layout_first(self, layout: TextFormat) -> Callable[[str], Parsed | None]:
+        """The file's layout first, detection for a line it does not take (no format is tried twice)."""
+        match, build, name, detect = layout.regex.match, layout.build, layout.name, self._detect
+
+        def parse(line: str) -> Parsed | None:
+            found = match(line)
+            if found is not None:
+                parsed = build(found)
+                if parsed is not None:
+                    parsed.text = True
+                    parsed.format = name
+                    return parsed
+            return detect(line)
+
+        return parse
 
     def _parse_user_first(self, line: str) -> Parsed | None:
         for user in self.options.user_formats:
@@ -433,9 +461,9 @@ class LineParser:
         ]
 
 
-def parse_text(text: str, prefix: str, service: str) -> list[LogRecord]:
+def parse_text(text: str, prefix: str, service: str, options: ParseOptions = DETECT) -> list[LogRecord]:
     """Parse a whole text (lines separated by newlines) into records; offsets are byte offsets."""
-    parser = LineParser(prefix, service)
+    parser = LineParser(prefix, service, options=options)
     lines = text.split("\n")
     if len(lines) > 1 and lines[-1] == "":
         lines.pop()  # the newline that ends the last line starts no new one

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from logctl.parsing import parse_text
+from logctl.parsing.formats import DETECT
+from logctl.parsing.layout import LEARN_BYTES, with_layout
 from logctl.records import LogRecord
 
 CORPUS = Path(__file__).resolve().parent
@@ -93,7 +95,9 @@ def score_file(path: Path) -> Score:
     score = Score(path.stem, header.get("format", path.stem), header.get("category", ""), header.get("source", ""))
     score.note = header.get("note", "")
     read_at = datetime.now(UTC)
-    records = parse_text("\n".join(lines) + "\n", "corpus", DEFAULT_SERVICE)
+    text = "\n".join(lines) + "\n"
+    # As ship reads a file: in the layout its first lines show, if they show one.
+    records = parse_text(text, "corpus", DEFAULT_SERVICE, with_layout(DETECT, text.encode()[:LEARN_BYTES]))
     offsets = [0]
     for line in lines:
         offsets.append(offsets[-1] + len(line.encode()) + 1)
