@@ -22,6 +22,10 @@ RELEARN_BYTES = 2 << 10  # a file that began shorter is looked at again after th
 LEARN_LINES = 20  # at most this many of its lines
 MIN_LINES = 5  # a layout needs at least this many lines that one text format took...
 AGREEING = 0.9  # ...and that format to have taken this share of the lines any format took
+# Catch-alls, tried last because they take what the others leave: never a layout, which
+# would have them shadow every format before them (a time, then anything, takes a
+# MariaDB [Warning] line that ts_level reads).
+NEVER_A_LAYOUT = frozenset(("ts_only", "level_first"))
 
 
 def learned_layout(head: bytes, options: ParseOptions) -> str | None:
@@ -40,7 +44,12 @@ def learned_layout(head: bytes, options: ParseOptions) -> str | None:
     if not taken:
         return None
     name, count = taken.most_common(1)[0]
-    if name not in TEXT_FORMATS or count < MIN_LINES or count < AGREEING * sum(taken.values()):
+    if (
+        name not in TEXT_FORMATS
+        or name in NEVER_A_LAYOUT
+        or count < MIN_LINES
+        or count < AGREEING * sum(taken.values())
+    ):
         return None
     return name
 

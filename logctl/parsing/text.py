@@ -321,7 +321,7 @@ def _build_ruby(m: re.Match[str]) -> Parsed | None:
     )
 
 
-_LEVEL_WORD = r"TRACE|DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|PANIC|FINE|ALERT|EMERG"
+_LEVEL_WORD = r"TRACE|DEBUG|INFO|NOTICE|NOTE|WARNING|WARN|ERROR|ERR|FATAL|CRITICAL|CRIT|SEVERE|PANIC|FINE|ALERT|EMERG"
 # The first letters of those words, either case: a lookahead on them spares the regex trying
 # every word at every word of a line (a quarter of the match time of a Python logging line).
 _INITIALS = "".join(sorted({word[0] for word in _LEVEL_WORD.split("|")}))

@@ -70,3 +70,16 @@ def test_workers_read_a_file_in_its_layout_as_a_single_process_does(tmp_path: Pa
     pooled = _shipped(path, 2, "msgpack")
     assert {r.id: _comparable(r) for r in pooled} == {r.id: _comparable(r) for r in alone}
     assert len(alone) > 75_000
+
+
+def test_a_catch_all_format_is_never_a_layout_so_a_later_line_keeps_its_level(tmp_path: Path) -> None:
+    """MariaDB's error log opens with [Note] lines; its [Warning] line must stay WARN (this machine's own log)."""
+    notes = "".join(f"2026-12-03 13:11:38 0 [Note] InnoDB: step {i}\n" for i in range(12))
+    text = notes + "2026-12-03 13:11:39 3 [Warning] Aborted connection 3 to db: 'unconnected'\n"
+    assert learned_layout(text.encode(), DETECT) in (None, "ts_level")
+    log = tmp_path / "error.log"
+    log.write_text(text)
+    records = _shipped(log, 0, "msgpack")
+    assert [r.level.value for r in records] == ["INFO"] * 12 + ["WARN"]
+    assert records[-1].message.startswith("Aborted connection")
+    assert records[0].message == "InnoDB: step 0"  # [Note] is MariaDB's INFO, read as a level
