@@ -35,6 +35,7 @@ from logctl.transport import (
     Publisher,
     QueuePuller,
     exchange_exists,
+    queue_depth,
     queue_exists,
     republished,
 )
@@ -299,16 +300,41 @@ def replay(
     if not queue_exists(broker, options.queue):
         raise NotFound(f"queue {options.queue!r} does not exist")
     confirmed: Counter[Row] = Counter()
+    failed_over = False
     while True:
         replayer = _Replayer(broker, None if options.dry_run else publish_broker, options, confirmed)
         try:
-            return _replay_pass(replayer, options, on_progress)
+            report = _replay_pass(replayer, options, on_progress)
         except BrokerUnreachable as exc:
             confirmed = replayer.confirmed_rows
             out_of_time = _deadline(RECONNECT_FOR)
             for one in dict.fromkeys(b for b in (broker, publish_broker) if b is not None):
                 one.recover(exc, out_of_time)
             broker.notify(f"replaying the rest ({sum(confirmed.values())} moved and confirmed so far)")
+            failed_over = True
+            continue
+        if not failed_over or options.limit is not None or not _returned_late(broker, options.queue, report.left):
+            return report
+        confirmed = replayer.confirmed_rows
+        broker.notify("messages that were unacked on the lost connection came back; replaying them too")
+
+
+RETURN_GRACE_S = 10.0  # how long after a failover replay waits for unacked messages to come back
+
+
+def _returned_late(broker: Broker, queue: str, left: int) -> bool:
+    """After a failover: whether more messages than the pass left came back into ``queue``.
+
+    Messages a lost connection held unacked return to a quorum queue only once its new
+    leader sees that connection's node gone, which can be after the next pass found the
+    queue empty; without this wait they would stay behind, moved but not acked.
+    """
+    give_up_at = time.monotonic() + RETURN_GRACE_S
+    while time.monotonic() < give_up_at:
+        if queue_depth(broker, queue) > left:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def _deadline(seconds: float) -> Callable[[], bool]:

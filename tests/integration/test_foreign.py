@@ -149,13 +149,21 @@ def _kill_after_store_before_ack(env: Env, queue: str, db: Path) -> None:
 def test_redelivery_after_kill_9_is_once_with_a_message_id_and_at_least_once_without(
     env: Env, tmp_path: Path, message_id: str | None, rows: int
 ) -> None:
-    """The README's contract for foreign messages, shown on a real redelivery."""
-    queue = bind_queue(env, "kill", "kill.#")
+    """The README's contract for foreign messages, shown on a real redelivery.
+
+    The kill must land in the ~0.2 s between the commit and the ack; on a loaded machine
+    the test's poll can miss it, so the setup is tried again (a new queue and sink), up to
+    five times, before the redelivery is tested. The contract's assertions are not retried.
+    """
     properties = {"message_id": message_id} if message_id else {}
-    publish(env.exchange, "kill.ERROR", b"payment failed", content_type="text/plain", **properties)
-    db = tmp_path / "out.db"
-    _kill_after_store_before_ack(env, queue, db)
-    assert depth(queue) == 1, "the kill came after the ack: no redelivery to test"
+    for attempt in range(5):
+        queue = bind_queue(env, f"kill{attempt}", f"kill{attempt}.#")
+        publish(env.exchange, f"kill{attempt}.ERROR", b"payment failed", content_type="text/plain", **properties)
+        db = tmp_path / f"out{attempt}.db"
+        _kill_after_store_before_ack(env, queue, db)
+        if depth(queue) == 1:
+            break
+    assert depth(queue) == 1, "the kill came after the ack five times: no redelivery to test"
     result = run_logctl(["consume", "--queue", queue, "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env)
     assert result.returncode == 0, result.stderr
     assert sink_messages(db) == ["payment failed"] * rows
