@@ -166,26 +166,28 @@ Row = tuple[str, str, str, str]  # origin queue, routing key, reason, detail
 DETAIL_CHARS = 120
 
 
-def _row(origin: Origin | None, delivery: Delivery) -> Row:
+def _row(origin: Origin | None, delivery: Delivery, dry_run: bool) -> Row:
     """The report row of a message: where it died, why, and what consume found wrong with it."""
     if origin is None:
         return ("", "", "", "")
-    return (origin.queue, origin.routing_key, origin.reason, _detail(origin, delivery))
+    return (origin.queue, origin.routing_key, origin.reason, _detail(origin, delivery, dry_run))
 
 
-def _detail(origin: Origin, delivery: Delivery) -> str:
-    """Why consume set a message aside: the error it recorded, else the one its body gives now.
+def _detail(origin: Origin, delivery: Delivery, dry_run: bool) -> str:
+    """Why consume set a message aside: the error it recorded, else (dry run) the one its body gives now.
 
     A message consume set aside itself carries the error (``x-logctl-death-error``). One
-    the broker dead-lettered on consume's reject carries only ``rejected``; decoding its
-    body again (the same decoder, so the same verdict) says how it was undecodable.
+    the broker dead-lettered on consume's reject carries only ``rejected``; in a dry run,
+    decoding its body again (the same decoder, so the same verdict) says how it was
+    undecodable. A real replay does not decode what it moves: that would cost a batch's
+    decode per message on the path that puts them back.
     """
     recorded = delivery.headers.get(DEATH_ERROR)
     if isinstance(recorded, bytes):
         recorded = recorded.decode("utf-8", "replace")
     if isinstance(recorded, str) and recorded:
         return recorded[:DETAIL_CHARS]
-    if origin.reason != "rejected":
+    if origin.reason != "rejected" or not dry_run:
         return ""
     try:
         decode_rows(delivery.body, delivery.content_type, delivery.message_id, origin.routing_key)
@@ -352,7 +354,7 @@ def _replay_pass(replayer: _Replayer, options: ReplayOptions, on_progress: Calla
                 break
             seen += 1
             outcome, origin = replayer.classify(delivery)
-            row = _row(origin, delivery)
+            row = _row(origin, delivery, options.dry_run)
             if outcome is Outcome.MOVED and not options.dry_run:
                 replayer.move(delivery, origin, row)
             report.outcomes[outcome] += 1

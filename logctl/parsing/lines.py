@@ -331,20 +331,9 @@ class LineParser:
         return self._parse_text(line) or read_header(line)
 
     def _layout_first(self, layout: TextFormat) -> Callable[[str], Parsed | None]:
-        """The file's layout first, detection for a line it does not take (no format is tried twice)."""
-        match, build, name, detect = layout.regex.match, layout.build, layout.name, self._detect
-
-        def parse(line: str) -> Parsed | None:
-            found = match(line)
-            if found is not None:
-                parsed = build(found)
-                if parsed is not None:
-                    parsed.text = True
-                    parsed.format = name
-                    return parsed
-            return detect(line)
-
-        return parse
+        """The file's layout first, detection for a line it does not take."""
+        one, detect = _text_format_parser(layout), self._detect
+        return lambda line: one(line) or detect(line)
 
     def _parse_user_first(self, line: str) -> Parsed | None:
         for user in self.options.user_formats:
@@ -365,17 +354,7 @@ class LineParser:
             return _parse_logfmt_named
         if name == "cri":
             return lambda line: self._parse_cri(found) if (found := _CRI.match(line)) else None
-        text_format = TEXT_FORMATS[str(name)]
-
-        def parse_text_format(line: str) -> Parsed | None:
-            found = text_format.regex.match(line)
-            parsed = text_format.build(found) if found is not None else None
-            if parsed is not None:
-                parsed.text = True
-                parsed.format = text_format.name
-            return parsed
-
-        return parse_text_format
+        return _text_format_parser(TEXT_FORMATS[str(name)])
 
     def _parse_text(self, line: str) -> Parsed | None:
         # The first format of the line's shape that takes it, always in the same order: a
@@ -459,6 +438,21 @@ class LineParser:
             trace_id,
             attrs,
         ]
+
+
+def _text_format_parser(text_format: TextFormat) -> Callable[[str], Parsed | None]:
+    """The parse of one text format alone (--format, or a file's layout): None if it does not fit."""
+    match, build, name = text_format.regex.match, text_format.build, text_format.name
+
+    def parse(line: str) -> Parsed | None:
+        found = match(line)
+        parsed = build(found) if found is not None else None
+        if parsed is not None:
+            parsed.text = True
+            parsed.format = name
+        return parsed
+
+    return parse
 
 
 def parse_text(text: str, prefix: str, service: str, options: ParseOptions = DETECT) -> list[LogRecord]:
