@@ -146,6 +146,8 @@ class Settings:
     timezone: str = ""  # the zone of stamps that write none ("" = UTC)
     formats: Mapping[str, Any] = field(default_factory=dict)  # user-defined formats: [formats.NAME] regex = ...
     path_formats: Mapping[str, str] = field(default_factory=dict)  # glob -> format name, for ship
+    edge: Mapping[str, Any] = field(default_factory=dict)  # [edge]: min_level, keep, drop, add_field, redact
+    path_edge: Mapping[str, Any] = field(default_factory=dict)  # [path_edge."GLOB"]: the same, per path
     context: str | None = None  # the config file's context these came from
     warnings: tuple[str, ...] = ()  # for the operator: a config file others can read holds a password
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -201,6 +203,8 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "timezone": lambda raw: _timezone(str(raw)),
     "formats": lambda raw: _table(raw, "[formats.NAME] tables, each with regex = '...'"),
     "path_formats": lambda raw: {str(k): str(v) for k, v in _table(raw, 'a table of "glob" = "format"').items()},
+    "edge": lambda raw: _table(raw, "a table: min_level, keep, drop, add_field, redact"),
+    "path_edge": lambda raw: _table(raw, '[path_edge."GLOB"] tables of min_level, keep, drop, add_field, redact'),
 }
 
 

@@ -37,6 +37,7 @@ from logctl.config import Settings
 from logctl.delivery import DeliveryThread, Output
 from logctl.errors import ConfigError
 from logctl.parsing.fields import level_from_value, micros_from_value, parsed_from_mapping
+from logctl.processing import NO_PROCESSING, ProcessingOptions, processing_of
 from logctl.records import Level, WireRow, id_format, micros_of, now_utc, source_prefix
 from logctl.transport import Broker, Publisher, declare_topology, topology_of
 
@@ -66,6 +67,7 @@ class IntakeOptions:
     key_file: str | None = None
     batch_size: int = 2048
     linger_s: float = 0.005  # a 202 waits this long at least; concurrent requests still share batches
+    processing: ProcessingOptions = NO_PROCESSING  # the edge options (--min-level, --drop, --redact ...)
 
 
 def is_loopback(host: str) -> bool:
@@ -255,6 +257,8 @@ class Intake:
         self.accepted_requests = 0
         self.accepted_records = 0
         self.refused_requests = 0  # answered 4xx or 5xx
+        self.processing = processing_of(options.processing)  # None: nothing asked for
+        self.dropped_records = 0  # by the edge options
         self.app = Starlette(
             routes=[
                 Route("/api/log", self.post_log, methods=["POST"]),
@@ -305,7 +309,16 @@ class Intake:
             service = request.headers.get(SERVICE_HEADER) or self.options.service or token_name or "http"
             prefix = request_prefix(request.headers.get("idempotency-key"), token_name or "")
             rows = records_of_body(body, media_type, service, prefix)
-            await self._deliver(rows, len(body))
+            dropped = 0
+            if self.processing is not None:
+                count = len(rows)
+                rows = self.processing.kept(rows)
+                dropped = count - len(rows)
+                self.dropped_records += dropped
+                if dropped:
+                    metrics.METRICS.dropped("intake", dropped)
+            if rows:
+                await self._deliver(rows, len(body))
         except BadBody as exc:
             self.refused_requests += 1
             return JSONResponse(exc.answer, exc.status)
@@ -317,7 +330,8 @@ class Intake:
             return JSONResponse({"error": "a valid bearer token is needed"}, 401, {"WWW-Authenticate": "Bearer"})
         self.accepted_requests += 1
         self.accepted_records += len(rows)
-        return JSONResponse({"accepted": len(rows)}, 202)
+        answer = {"accepted": len(rows), "dropped": dropped} if dropped else {"accepted": len(rows)}
+        return JSONResponse(answer, 202)
 
     def _authorized(self, header: str) -> str | None:
         """The token's name (None when no tokens are configured); _Unauthorized if it is wrong."""

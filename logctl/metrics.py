@@ -31,6 +31,9 @@ class Metrics:
 
     def error(self, error_type: str, stage: str) -> None: ...
 
+    def dropped(self, component: str, records: int) -> None:
+        """Records the edge options (--min-level, --keep, --drop) dropped before sending."""
+
     def unfit(self, lines: int) -> None:
         """Lines a forced format did not fit (kept whole, as INFO)."""
 
@@ -84,6 +87,9 @@ class _Prometheus(Metrics):
         self._errors = Counter(
             "logctl_errors_total", "Errors logctl recovered from", ["error_type", "stage"], registry=r
         )
+        self._dropped = Counter(
+            "logctl_dropped_records_total", "Records the edge options dropped", ["component"], registry=r
+        )
         self._unfit = Counter(
             "logctl_format_unfit_lines_total", "Lines a forced format did not fit (kept whole)", registry=r
         )
@@ -122,6 +128,9 @@ class _Prometheus(Metrics):
 
     def error(self, error_type: str, stage: str) -> None:
         self._errors.labels(error_type, stage).inc()
+
+    def dropped(self, component: str, records: int) -> None:
+        self._dropped.labels(component).inc(records)
 
     def unfit(self, lines: int) -> None:
         self._unfit.inc(lines)

@@ -85,6 +85,8 @@ class BlockResult:
     rows: dict[str, tuple[bytes, array[int]]]
     unfit: int = 0  # lines in [lead_end, rest_start) that a forced format did not fit
     first_unfit: tuple[int, str] | None = None  # the first of them: (offset, line)
+    dropped: int = 0  # records of those lines the edge options dropped
+    redacted: int = 0  # and records with a value redacted
 
 
 def _lead_length(data: bytes, max_line_bytes: int, options: ParseOptions = DETECT) -> int:
@@ -143,6 +145,8 @@ def parse_block(job: BlockJob) -> BlockResult:
         start = cut + 1
         records = [row for row, _end in src.ready]
         src.ready.clear()
+        if src.processing is not None:
+            records = src.processing.kept(records)
         for pair, packed in zip(map(key_of, records), packer.pack_parsed(records), strict=True):
             same = parts.get(pair)
             if same is None:
@@ -165,7 +169,11 @@ def parse_block(job: BlockJob) -> BlockResult:
     # The block's last record is parsed again by the source's own parser: not counted here.
     unfit = parser.unfit - (parser.last_unfit_start == rest_start)
     first = parser.first_unfit if unfit else None
-    return BlockResult(job.base + lead, rest_start, src.lines - rest_lines, packed_rows, unfit, first)
+    processed = src.processing
+    dropped, redacted = (processed.dropped, processed.redacted) if processed is not None else (0, 0)
+    return BlockResult(
+        job.base + lead, rest_start, src.lines - rest_lines, packed_rows, unfit, first, dropped, redacted
+    )
 
 
 _PR_SET_PDEATHSIG = 1

@@ -32,6 +32,7 @@ from logctl.parallel import BLOCK_BYTES, MIN_BACKLOG_BYTES, ROUND_SECONDS, Block
 from logctl.parsing.explain import Explanation, explain
 from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
 from logctl.parsing.layout import with_layout
+from logctl.processing import NO_PROCESSING, Processing, ProcessingOptions
 from logctl.ratelimit import TokenBucket
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.sources import FileSource, RecordShape, Source, StdinSource
@@ -71,6 +72,8 @@ class ShipOptions:
     parse: ParseOptions = DETECT  # --format (forced for every path) and the user-defined formats
     path_formats: tuple[tuple[str, str], ...] = ()  # (glob, format) from the config, when no --format
     timezone: str = ""  # the zone of stamps that write none; "" = UTC
+    processing: ProcessingOptions = NO_PROCESSING  # the edge options for every path (flags, [edge])
+    path_processing: tuple[tuple[str, ProcessingOptions], ...] = ()  # (glob, options) of [path_edge."GLOB"]
 
     def parse_options_for(self, path: str) -> ParseOptions:
         """How ``path`` is parsed: --format, else the first config glob it matches, else detected."""
@@ -88,7 +91,16 @@ class ShipOptions:
             parse=self.parse_options_for(path),
             path=None if path == "-" else os.path.abspath(path),
             timezone=self.timezone,
+            processing=self.processing_for(path),
         )
+
+    def processing_for(self, path: str) -> ProcessingOptions:
+        """The edge options of ``path``: those for every path, and on top the first config glob it matches."""
+        if path != "-":
+            for pattern, specific in self.path_processing:
+                if fnmatch.fnmatch(path, pattern):
+                    return self.processing.under(specific)
+        return self.processing
 
 
 @dataclass(slots=True)
@@ -105,6 +117,8 @@ class ShipStats:
     http_records: int = 0  # in those requests, each confirmed
     http_refused: int = 0  # answered 4xx or 5xx
     unfit: int = 0  # lines a forced format (--format, path_formats) did not fit: kept whole, as INFO
+    dropped: int = 0  # records the edge options dropped (--min-level, --keep, --drop)
+    redacted: int = 0  # records with a value redacted (--redact)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -407,6 +421,8 @@ class Shipper:
     def _apply_block(self, src: Source, job: BlockJob, result: BlockResult) -> None:
         """Take a parsed block in: its ends through the source's parser, its middle as rows."""
         src.bytes += len(job.data)
+        if result.dropped or result.redacted:
+            self._count_processed(result.dropped, result.redacted)
         lead = result.lead_end - job.base
         if lead:
             src.parse_lines(job.data[: lead - 1], job.base)  # may continue the record open before
@@ -435,6 +451,12 @@ class Shipper:
         if not ready:
             return
         progress = self._progress[src]
+        if src.processing is not None:
+            ready = self._processed(src.processing, ready, progress)
+            src.ready.clear()
+            if not ready:
+                progress.advance()
+                return
         rows = [row for row, _end in ready]
         keys = [routing_key(row[ROW_SERVICE], row[ROW_LEVEL]) for row in rows]
         marks = progress.marks
@@ -446,6 +468,31 @@ class Shipper:
                 marks.append(Mark(end, batch))
         progress.advance()  # batches confirmed as they were sent (a dry run) are passed at once
         ready.clear()
+
+    def _processed(
+        self, processing: Processing, ready: list[tuple[WireRow, int]], progress: Progress
+    ) -> list[tuple[WireRow, int]]:
+        """The records the edge options keep, processed. A dropped record's lines still move the
+        checkpoint: they are passed once the record before them is confirmed (at once if it is)."""
+        dropped, redacted = processing.dropped, processing.redacted
+        kept: list[tuple[WireRow, int]] = []
+        for pair in ready:
+            if processing.apply(pair[0]):
+                kept.append(pair)
+            elif kept:
+                kept[-1] = (kept[-1][0], pair[1])
+            elif progress.marks:
+                progress.marks[-1].end = pair[1]
+            else:
+                progress.checkpointed = pair[1]
+        self._count_processed(processing.dropped - dropped, processing.redacted - redacted)
+        return kept
+
+    def _count_processed(self, dropped: int, redacted: int) -> None:
+        self.stats.dropped += dropped
+        self.stats.redacted += redacted
+        if dropped:
+            metrics.METRICS.dropped("ship", dropped)
 
     def _flush_idle_records(self, now: float) -> None:
         """Complete multi-line records whose source has been quiet for the multi-line timeout."""
@@ -579,6 +626,9 @@ def ship(
             stats.http_requests = server.intake.accepted_requests
             stats.http_records = server.intake.accepted_records
             stats.http_refused = server.intake.refused_requests
+            stats.dropped += server.intake.dropped_records
+            if server.intake.processing is not None:
+                stats.redacted += server.intake.processing.redacted
         return stats
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from logctl.parsing import LineParser
 from logctl.parsing.formats import DETECT, ParseOptions
 from logctl.parsing.layout import LEARN_BYTES, RELEARN_BYTES, with_layout
+from logctl.processing import NO_PROCESSING, Processing, ProcessingOptions, processing_of
 from logctl.records import WireRow, source_prefix
 
 FINGERPRINT_MAX = 1024
@@ -45,6 +46,7 @@ class RecordShape:
     parse: ParseOptions = DETECT  # detected, or one format forced (--format, path_formats)
     path: str | None = None  # a file's path: its batches carry it, readers put it in attrs (log.file.path)
     timezone: str = ""  # the zone of stamps that write none ("" = UTC)
+    processing: ProcessingOptions = NO_PROCESSING  # --min-level, --drop, --redact ... for this source
 
     def parser(self, prefix: str) -> LineParser:
         """A parser for this source's lines, with record ids under ``prefix``."""
@@ -72,6 +74,7 @@ class Source:
         self._shape = shape
         self.max_line_bytes = shape.max_line_bytes
         self.parser: LineParser | None = None
+        self.processing: Processing | None = processing_of(shape.processing)  # None: nothing asked for
         self.ready: list[tuple[WireRow, int]] = []
         self.pos = 0  # bytes consumed from the source
         self.lines = 0

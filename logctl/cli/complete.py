@@ -25,6 +25,7 @@ SERIALIZERS = choices("msgpack", "json")
 CONSUME_QUEUE_TYPES = choices("quorum", "classic")
 BENCH_QUEUE_TYPES = choices("classic", "quorum", "stream")
 COUNT_BY = choices("level", "service", "1m", "5m", "1h", "1d")
+REDACTIONS = choices("email", "bearer", "url-password", "credit-card", "aws-key")  # processing.PRESETS
 
 
 def presets(incomplete: str) -> list[str]:

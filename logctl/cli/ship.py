@@ -36,6 +36,7 @@ from logctl.errors import ConfigError, NotFound
 from logctl.intake import IntakeOptions, load_tokens
 from logctl.parsing.formats import parse_options, user_formats_of
 from logctl.parsing.layout import learned_layout
+from logctl.processing import resolve_processing
 from logctl.render import (
     OutputMode,
     RecordRenderer,
@@ -182,6 +183,37 @@ def ship_cmd(
     tls_key_file: Annotated[
         Path | None, typer.Option(help="--listen over HTTPS: its private key (PEM)", rich_help_panel="HTTP intake")
     ] = None,
+    min_level: Annotated[
+        str | None,
+        typer.Option(
+            help="Drop records below this level (config [edge] min_level)",
+            rich_help_panel="Processing",
+            autocompletion=complete.LEVELS,
+        ),
+    ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep only records whose message matches a REGEX (repeatable)", rich_help_panel="Processing"),
+    ] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(help="Drop records whose message matches REGEX (repeatable)", rich_help_panel="Processing"),
+    ] = None,
+    add_field: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Add KEY=VALUE to every record's attrs; dotted keys nest (repeatable)", rich_help_panel="Processing"
+        ),
+    ] = None,
+    redact: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Redact a preset (email, bearer, url-password, credit-card, aws-key) or REGEX's matches"
+            " (its group, if it has one) in message and attrs (repeatable)",
+            rich_help_panel="Processing",
+            autocompletion=complete.REDACTIONS,
+        ),
+    ] = None,
     metrics_address: MetricsOpt = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
@@ -213,6 +245,11 @@ def ship_cmd(
     path_formats = tuple(settings.path_formats.items())
     for _glob, name in path_formats:
         parse_options(name, parse.user_formats)  # an unknown name in the config: exit 3 now, not later
+    processing, path_processing = resolve_processing(
+        {"min_level": min_level, "keep": keep, "drop": drop, "add_field": add_field, "redact": redact},
+        settings.edge,
+        settings.path_edge,
+    )
     if status:
         render_status(CheckpointStore(settings.state_dir), output)
         return
@@ -241,6 +278,8 @@ def ship_cmd(
         parse=parse,
         path_formats=path_formats,
         timezone=settings.timezone,
+        processing=processing,
+        path_processing=path_processing,
     )
     if explain:
         _explain(options, output)
@@ -258,6 +297,7 @@ def ship_cmd(
             max_body_bytes=parse_size(max_body_bytes, "--max-body-bytes"),
             cert_file=str(tls_cert_file) if tls_cert_file else None,
             key_file=str(tls_key_file) if tls_key_file else None,
+            processing=processing,
         )
     serve_metrics(metrics_address)
     stop = StopFlag().install()
@@ -272,7 +312,8 @@ def ship_cmd(
             on_progress=on_progress,
         )
     forced = options.parse.format is not None or bool(options.path_formats)
-    pairs = _summary_pairs(stats, forced)
+    processed = bool(options.processing) or bool(options.path_processing)
+    pairs = _summary_pairs(stats, forced, processed)
     if output is OutputMode.JSON and not dry_run:
         write_json_lines([{k: v for k, v in pairs}])  # asked for JSON: the summary is the result
     notify(("would ship " if dry_run else "shipped ") + summary_line(pairs))
@@ -346,8 +387,9 @@ def _positive(value: float | None, what: str) -> float | None:
     return value
 
 
-def _summary_pairs(stats: ShipStats, forced: bool) -> list[tuple[str, object]]:
-    """The closing summary; ``unfit`` whenever a format was forced (on the command line or per path)."""
+def _summary_pairs(stats: ShipStats, forced: bool, processed: bool) -> list[tuple[str, object]]:
+    """The closing summary; ``unfit`` whenever a format was forced (on the command line or per path),
+    ``dropped`` and ``redacted`` whenever an edge option was set."""
     pairs: list[tuple[str, object]] = [
         ("lines", stats.lines),
         ("records", stats.records),
@@ -364,5 +406,7 @@ def _summary_pairs(stats: ShipStats, forced: bool) -> list[tuple[str, object]]:
         ]
     if forced:
         pairs.append(("unfit", stats.unfit))
+    if processed:
+        pairs += [("dropped", stats.dropped), ("redacted", stats.redacted)]
     pairs += [("seconds", round(stats.seconds, 2)), ("lines_per_s", round(stats.lines_per_second))]
     return pairs

@@ -263,3 +263,32 @@ def test_a_certificate_without_its_key_is_exit_3(env: Env, tmp_path: Path) -> No
     cert, _key = self_signed(tmp_path, "server")
     result = run_logctl(["ship", "--listen", "127.0.0.1:0", "--tls-cert-file", str(cert)], env, timeout=30)
     assert result.returncode == 3 and "go together" in result.stderr
+
+
+def test_edge_options_apply_to_the_intake_and_its_answer_counts_what_was_dropped(env: Env, tmp_path: Path) -> None:
+    running = Listener(env, "--min-level", "info", "--drop", "^ping$", "--redact", "email", "--add-field", "via=http")
+    try:
+        answer = post(
+            running.base,
+            ndjson(
+                {"message": "debug noise", "level": "debug"},
+                {"message": "ping"},
+                {"message": "signup of carol@example.com", "attrs": {"contact": "dave@example.com"}},
+            ),
+        )
+        assert (answer.status, answer.body) == (202, {"accepted": 1, "dropped": 2})
+        all_dropped = post(running.base, ndjson({"message": "ping"}))
+        assert (all_dropped.status, all_dropped.body) == (202, {"accepted": 0, "dropped": 1})
+        err = running.stop()
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+    assert "dropped=3 redacted=1" in err
+    db = tmp_path / "out.db"
+    assert run_logctl(["consume", "--exit-when-idle", "1s", "--sink", f"sqlite:///{db}"], env).returncode == 0
+    with sqlite3.connect(db) as conn:
+        rows = list(conn.execute("select message, attrs from records"))
+    assert len(rows) == 1
+    message, attrs = rows[0]
+    assert message == "signup of [redacted:email]"
+    assert json.loads(attrs)["contact"] == "[redacted:email]" and json.loads(attrs)["via"] == "http"
