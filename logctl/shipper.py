@@ -41,6 +41,7 @@ from logctl.watch import Watcher, expand
 
 if TYPE_CHECKING:
     from logctl.intake import IntakeOptions, IntakeServer
+    from logctl.syslog_listener import SyslogOptions, SyslogServer
 
 Notify = Callable[[str], None]
 PROGRESS_INTERVAL_S = 0.25
@@ -119,6 +120,8 @@ class ShipStats:
     unfit: int = 0  # lines a forced format (--format, path_formats) did not fit: kept whole, as INFO
     dropped: int = 0  # records the edge options dropped (--min-level, --keep, --drop)
     redacted: int = 0  # records with a value redacted (--redact)
+    syslog_messages: int = 0  # taken in by --syslog (each confirmed at a clean stop)
+    syslog_udp_dropped: int = 0  # UDP datagrams lost: read while delivery was full, or dropped by the kernel
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -597,6 +600,7 @@ def ship(
     *,
     on_dry_run: Callable[[list[WireRow]], None] | None = None,
     intake: IntakeOptions | None = None,
+    syslog: SyslogOptions | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ShipStats:
     """Ship ``options.paths`` to the broker (or, with ``on_dry_run``, to that callback).
@@ -615,14 +619,26 @@ def ship(
 
             server = IntakeServer(settings, intake, stop, notify).start()
             stack.callback(_close_intake, server, options.shutdown_timeout_s, notify)
+        if syslog is not None:
+            from logctl.syslog_listener import SyslogServer  # asyncio and ssl load only for --syslog
+
+            listener = SyslogServer(settings, syslog, stop, notify).start()
+            stack.callback(_close_syslog, listener, options.shutdown_timeout_s, notify)
         stats = ShipStats()
         if options.paths:
             stats = _ship_paths(settings, options, stop, notify, on_progress)
         else:
             while not stop():
                 time.sleep(0.2)
+        if intake is not None or syslog is not None:
+            stack.close()  # the intake's requests in hand are answered first, syslog's messages confirmed
+        if syslog is not None:
+            stats.syslog_messages = listener.stats.messages
+            stats.syslog_udp_dropped = listener.stats.udp_overflow + listener.stats.kernel_drops
+            stats.dropped += listener.stats.dropped
+            if listener.processing is not None:
+                stats.redacted += listener.processing.redacted
         if intake is not None:
-            stack.close()  # the intake's requests in hand are answered first
             stats.http_requests = server.intake.accepted_requests
             stats.http_records = server.intake.accepted_records
             stats.http_refused = server.intake.refused_requests
@@ -655,6 +671,18 @@ def explain_head(options: ShipOptions, path: str, head: bytes) -> list[Explanati
 
 
 EXPLAIN_PREFIX = "0000000000000000"
+
+
+def _close_syslog(listener: SyslogServer, timeout: float, notify: Notify) -> None:
+    if not listener.close(timeout):
+        notify(f"syslog's last records were still unconfirmed after {timeout:g}s: they may be lost")
+    stats = listener.stats
+    if stats.udp_overflow or stats.kernel_drops:
+        notify(
+            f"syslog over UDP lost {stats.udp_overflow + stats.kernel_drops} datagram(s): "
+            f"{stats.kernel_drops} dropped by the kernel (its buffer was full), "
+            f"{stats.udp_overflow} read while delivery was full"
+        )
 
 
 def _close_intake(server: IntakeServer, timeout: float, notify: Notify) -> None:

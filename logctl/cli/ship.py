@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -60,6 +60,8 @@ from logctl.watch import expand
         "zcat app.log.gz | logctl ship - --source-id app-2026-11-27   # safe to run again",
         "logctl ship --no-follow --dry-run app.log | jq .level",
         "logctl ship --listen 127.0.0.1:8080 --token-file /etc/logctl/tokens   # POST /api/log",
+        "logctl ship --syslog udp://0.0.0.0:5514 --syslog tcp://0.0.0.0:5514 --min-level info",
+        "logctl ship /var/log/app/*.log --drop 'GET /healthz' --redact email --redact bearer",
     ),
 )
 @edge
@@ -214,6 +216,14 @@ def ship_cmd(
             autocompletion=complete.REDACTIONS,
         ),
     ] = None,
+    syslog: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also take syslog (RFC 5424, RFC 3164) on udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT"
+            " (repeatable; tls:// with --tls-cert-file and --tls-key-file)",
+            rich_help_panel="Syslog",
+        ),
+    ] = None,
     metrics_address: MetricsOpt = None,
     output: OutputOpt = OutputMode.AUTO,
     url: UrlOpt = None,
@@ -253,10 +263,13 @@ def ship_cmd(
     if status:
         render_status(CheckpointStore(settings.state_dir), output)
         return
-    if not paths and listen is None:
-        raise ConfigError("give files, globs or - for stdin, or --listen HOST:PORT (see logctl ship --help)")
-    if dry_run and listen is not None:
-        raise ConfigError("--dry-run previews files and stdin; it does not go with --listen")
+    if not paths and listen is None and not syslog:
+        raise ConfigError(
+            "give files, globs or - for stdin, --listen HOST:PORT or --syslog URL (see logctl ship --help)"
+        )
+    if dry_run and (listen is not None or syslog):
+        raise ConfigError("--dry-run previews files and stdin; it does not go with --listen or --syslog")
+    endpoints = _syslog_endpoints(syslog or [])
     if source_id is not None and "-" not in (paths or ()):
         raise ConfigError("--source-id names stdin's stream: give - as a path")
     options = ShipOptions(
@@ -299,6 +312,17 @@ def ship_cmd(
             key_file=str(tls_key_file) if tls_key_file else None,
             processing=processing,
         )
+    syslog_options = None
+    if endpoints:
+        from logctl.syslog_listener import SyslogOptions
+
+        syslog_options = SyslogOptions(
+            endpoints,
+            service=service or "syslog",
+            processing=processing,
+            cert_file=str(tls_cert_file) if tls_cert_file else None,
+            key_file=str(tls_key_file) if tls_key_file else None,
+        )
     serve_metrics(metrics_address)
     stop = StopFlag().install()
     with _progress_bar(options) as on_progress:
@@ -309,6 +333,7 @@ def ship_cmd(
             notify,
             on_dry_run=renderer.render if renderer else None,
             intake=intake,
+            syslog=syslog_options,
             on_progress=on_progress,
         )
     forced = options.parse.format is not None or bool(options.path_formats)
@@ -317,6 +342,14 @@ def ship_cmd(
     if output is OutputMode.JSON and not dry_run:
         write_json_lines([{k: v for k, v in pairs}])  # asked for JSON: the summary is the result
     notify(("would ship " if dry_run else "shipped ") + summary_line(pairs))
+
+
+def _syslog_endpoints(urls: list[str]) -> tuple[Any, ...]:
+    if not urls:
+        return ()
+    from logctl.syslog_listener import parse_endpoint  # asyncio and ssl load only for --syslog
+
+    return tuple(parse_endpoint(url) for url in urls)
 
 
 EXPLAIN_LINES = 30
@@ -398,6 +431,8 @@ def _summary_pairs(stats: ShipStats, forced: bool, processed: bool) -> list[tupl
         ("files", stats.files),
         ("unconfirmed_batches", stats.unconfirmed),
     ]
+    if stats.syslog_messages or stats.syslog_udp_dropped:
+        pairs += [("syslog_messages", stats.syslog_messages), ("syslog_udp_lost", stats.syslog_udp_dropped)]
     if stats.http_requests or stats.http_refused:
         pairs += [
             ("http_requests", stats.http_requests),
