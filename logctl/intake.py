@@ -262,6 +262,7 @@ class Intake:
         self.app = Starlette(
             routes=[
                 Route("/api/log", self.post_log, methods=["POST"]),
+                Route("/v1/logs", self.post_otlp, methods=["POST"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Route("/readyz", self.readyz, methods=["GET"]),
             ]
@@ -308,15 +309,7 @@ class Intake:
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             service = request.headers.get(SERVICE_HEADER) or self.options.service or token_name or "http"
             prefix = request_prefix(request.headers.get("idempotency-key"), token_name or "")
-            rows = records_of_body(body, media_type, service, prefix)
-            dropped = 0
-            if self.processing is not None:
-                count = len(rows)
-                rows = self.processing.kept(rows)
-                dropped = count - len(rows)
-                self.dropped_records += dropped
-                if dropped:
-                    metrics.METRICS.dropped("intake", dropped)
+            rows, dropped = self._processed(records_of_body(body, media_type, service, prefix))
             if rows:
                 await self._deliver(rows, len(body))
         except BadBody as exc:
@@ -332,6 +325,63 @@ class Intake:
         self.accepted_records += len(rows)
         answer = {"accepted": len(rows), "dropped": dropped} if dropped else {"accepted": len(rows)}
         return JSONResponse(answer, 202)
+
+    def _processed(self, rows: list[WireRow]) -> tuple[list[WireRow], int]:
+        """The rows the edge options keep, processed, and how many they dropped."""
+        if self.processing is None:
+            return rows, 0
+        kept = self.processing.kept(rows)
+        dropped = len(rows) - len(kept)
+        if dropped:
+            self.dropped_records += dropped
+            metrics.METRICS.dropped("intake", dropped)
+        return kept, dropped
+
+    async def post_otlp(self, request: Any) -> Any:
+        started = time.perf_counter()
+        response = await self._post_otlp(request)
+        metrics.METRICS.http_response(response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _post_otlp(self, request: Any) -> Any:
+        """OTLP/HTTP logs: 200 (with partial_success for rejected records) once every record is confirmed."""
+        from starlette.responses import Response
+
+        from logctl.otlp import JSON_TYPE, PROTOBUF_TYPE, BadExport, export_prefix, response_body, rows_of_export
+
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        answer_type = PROTOBUF_TYPE if media_type == PROTOBUF_TYPE else JSON_TYPE
+
+        def status(code: int, message: str, headers: dict[str, str] | None = None) -> Any:
+            from logctl.otlp import status_body
+
+            self.refused_requests += 1
+            return Response(status_body(answer_type, message), code, headers, media_type=answer_type)
+
+        if media_type not in (PROTOBUF_TYPE, JSON_TYPE):
+            return status(415, f"Content-Type {media_type or 'none'!r}: use application/x-protobuf or application/json")
+        try:
+            token_name = self._authorized(request.headers.get("authorization", ""))
+            reason = self._not_ready()
+            if reason is not None:
+                raise _Retry(503, reason, RETRY_BROKER_S)
+            body = await self._read_body(request)
+            if self.inflight_bytes + len(body) > self.options.max_inflight_bytes:
+                raise _Retry(429, "too many records await the broker's confirms", RETRY_BUSY_S)
+            service = self.options.service or token_name or "otlp"
+            found, rejected, why = rows_of_export(body, media_type, service, export_prefix(body, token_name or ""))
+            rows, _dropped = self._processed(found)
+            if rows:
+                await self._deliver(rows, len(body))
+        except (BadExport, BadBody) as exc:
+            return status(getattr(exc, "status", 400), str(exc))
+        except _Retry as exc:
+            return status(exc.status, str(exc), {"Retry-After": str(exc.after)})
+        except _Unauthorized:
+            return status(401, "a valid bearer token is needed", {"WWW-Authenticate": "Bearer"})
+        self.accepted_requests += 1
+        self.accepted_records += len(rows)
+        return Response(response_body(answer_type, rejected, why), 200, media_type=answer_type)
 
     def _authorized(self, header: str) -> str | None:
         """The token's name (None when no tokens are configured); _Unauthorized if it is wrong."""

@@ -165,7 +165,8 @@ def ship_cmd(
     listen: Annotated[
         str | None,
         typer.Option(
-            help="Also take records over HTTP: POST /api/log on HOST:PORT, 202 once confirmed",
+            help="Also take records over HTTP on HOST:PORT: POST /api/log (202 once confirmed) and"
+            " OpenTelemetry's POST /v1/logs (OTLP/HTTP, 200 once confirmed)",
             rich_help_panel="HTTP intake",
         ),
     ] = None,
