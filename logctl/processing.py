@@ -193,6 +193,16 @@ class Processing:
                 _put(attrs, path, value)
         return True
 
+    def why_dropped(self, row: WireRow) -> str | None:
+        """Why ``apply`` would drop ``row`` (for ``ship --explain``), or None; counts nothing."""
+        if self._ranks.get(row[ROW_LEVEL], 2) < self.min_rank:
+            return f"below --min-level {self.options.min_level}"
+        if self.keep is not None and self.keep.search(row[ROW_MESSAGE]) is None:
+            return "matches no --keep"
+        if self.drop is not None and self.drop.search(row[ROW_MESSAGE]) is not None:
+            return "matches --drop"
+        return None
+
     def kept(self, rows: Iterable[WireRow]) -> list[WireRow]:
         """The rows that stay, processed."""
         return [row for row in rows if self.apply(row)]

@@ -160,8 +160,10 @@ def print_explanations(title: str, found: Sequence[Any], width: int | None = Non
     for e in found:
         out.append(f"\nline {e.line}", style="bold")
         out.append(f"  {e.format}", style="cyan")
-        out.append(f"  record {e.record}\n")
-        out.append("  ")
+        out.append(f"  record {e.record}")
+        if e.dropped:
+            out.append(f"  dropped: {e.dropped}", style="yellow")
+        out.append("\n  ")
         out.append(e.level, style=LEVEL_STYLES.get(e.level, ""))
         facts = f"  {e.timestamp}  service {e.service}"
         out.append(facts)

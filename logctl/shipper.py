@@ -667,7 +667,12 @@ def explain_head(options: ShipOptions, path: str, head: bytes) -> list[Explanati
     for raw in head.split(b"\n")[: head.count(b"\n") + (not head.endswith(b"\n"))]:
         lines.append((offset, raw.rstrip(b"\r").decode("utf-8", "replace")))
         offset += len(raw) + 1
-    return explain(src.parser, [row for row, _end in src.ready], lines)
+    rows = [row for row, _end in src.ready]
+    processing = src.processing
+    dropped = {}
+    if processing is not None:
+        dropped = {row[ROW_ID]: why for row in rows if (why := processing.why_dropped(row)) is not None}
+    return explain(src.parser, rows, lines, dropped)
 
 
 EXPLAIN_PREFIX = "0000000000000000"

@@ -367,7 +367,18 @@ def _explain(options: ShipOptions, output: OutputMode) -> None:
         if resolve_mode(output) is OutputMode.HUMAN:
             print_explanations(title, found)
         else:
-            columns = ("line", "format", "why", "record", "level", "timestamp", "service", "trace_id", "text")
+            columns = (
+                "line",
+                "format",
+                "why",
+                "record",
+                "level",
+                "timestamp",
+                "service",
+                "trace_id",
+                "dropped",
+                "text",
+            )
             print_table(title, columns, [tuple(e.as_dict()[c] for c in columns) for e in found], output)
         head = _head(path, EXPLAIN_LINES) if path != "-" else b""
         layout = learned_layout(head, options.shape_for(path).parse)

@@ -8,6 +8,7 @@ field that came out wrong, not for the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class Explanation:
     service: str
     trace_id: str | None
     fell_back: bool  # no format took the line: it is a record of its own, whole, at INFO
+    dropped: str = ""  # why the edge options drop its record (--min-level, --keep, --drop), if they do
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class Explanation:
             "service": self.service,
             "trace_id": self.trace_id,
             "fell_back": self.fell_back,
+            "dropped": self.dropped,
             "text": self.text,
         }
 
@@ -108,8 +111,17 @@ def why_of(line: str, parsed: Parsed | None, parser: LineParser) -> tuple[str, s
     return name, _text_why(line, name)
 
 
-def explain(parser: LineParser, rows: list[WireRow], lines: list[tuple[int, str]]) -> list[Explanation]:
-    """Explain each line (its offset and text) from the decisions ``parser`` kept while it made ``rows``."""
+def explain(
+    parser: LineParser,
+    rows: list[WireRow],
+    lines: list[tuple[int, str]],
+    dropped: Mapping[str, str] | None = None,
+) -> list[Explanation]:
+    """Explain each line (its offset and text) from the decisions ``parser`` kept while it made ``rows``.
+
+    ``dropped``: why the edge options drop a record, by record id.
+    """
+    dropped = dropped or {}
     decided = dict(parser.decisions or [])
     records: list[LogRecord] = [record_of(row) for row in rows]
     starts = [int(r.id.rsplit("-", 1)[1], 16) for r in records]
@@ -136,6 +148,7 @@ def explain(parser: LineParser, rows: list[WireRow], lines: list[tuple[int, str]
                 record.service,
                 record.trace_id,
                 starts_record and parsed is None and not name.startswith("crash/"),
+                dropped.get(record.id, ""),
             )
         )
     return out
