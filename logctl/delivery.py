@@ -30,6 +30,7 @@ from logctl.transport import Outgoing
 # messages over its max_message_size (128 MiB by default), and 1,000 lines of 1 MiB would
 # make one batch of a gigabyte that no retry could ever publish.
 MAX_BATCH_BYTES = 4 << 20
+EAGER_IN_FLIGHT = 2  # an eager DeliveryThread sends at once while fewer batches than this await confirms
 CONFIRM_POLL_S = 0.002  # DeliveryThread: how long it waits for confirms before looking at its inbox
 
 
@@ -240,14 +241,33 @@ class Batcher:
             waiter.advance()
 
 
+Done = Callable[[BaseException | None], None]  # told once: None when confirmed, else what stopped delivery
+
+
 class _Group:
-    """The records of one ``submit``: encoded, then a receipt once batched."""
+    """The records of one ``submit``: encoded, then a receipt once batched; ``done`` told once."""
 
-    __slots__ = ("future", "rows")
+    __slots__ = ("done", "rows", "told")
 
-    def __init__(self, rows: list[WireRow], future: Future[None]) -> None:
+    def __init__(self, rows: list[WireRow], done: Done) -> None:
         self.rows = rows
-        self.future = future
+        self.done = done
+        self.told = False
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if not self.told:
+            self.told = True
+            self.done(error)
+
+
+def _future_done(future: Future[None]) -> Done:
+    def done(error: BaseException | None) -> None:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    return done
 
 
 class DeliveryThread:
@@ -267,8 +287,14 @@ class DeliveryThread:
         linger_s: float,
         max_pending: int = 10_000,
         component: str = "intake",
+        eager: bool = False,
     ) -> None:
+        """``eager``: send what is batched at once while fewer than ``EAGER_IN_FLIGHT`` batches
+        await confirms, and let ``linger_s`` pass only while more do. A caller that waits for
+        each confirm (the intake) then waits one confirm when alone, and under load its
+        records still share batches: those that come in while the broker confirms the last."""
         self._component = component
+        self._eager = eager
         self._make_output = make_output
         self._packer = packer
         self._batch_size = batch_size
@@ -278,21 +304,26 @@ class DeliveryThread:
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._error: BaseException | None = None
-        self._waiting: set[Future[None]] = set()  # batched, not yet confirmed
+        self._waiting: set[_Group] = set()  # batched, not yet confirmed
         self._thread = threading.Thread(target=self._run, name="logctl-delivery", daemon=True)
         self._thread.start()
 
     def submit(self, rows: Iterable[WireRow]) -> Future[None]:
         """Queue rows for delivery; the future completes once the broker confirmed all of them."""
+        future: Future[None] = Future()
+        self.submit_then(rows, _future_done(future))
+        return future
+
+    def submit_then(self, rows: Iterable[WireRow], done: Done) -> None:
+        """Queue rows for delivery; ``done(None)`` runs in the delivery thread once all are confirmed
+        (``done(error)`` if delivery stopped). No Future is made: the intake wakes its waiters itself."""
         if self._closing.is_set():
             raise RuntimeError("delivery is closed")
-        future: Future[None] = Future()
-        group = _Group(list(rows), future)
+        group = _Group(list(rows), done)
         if not group.rows:
-            future.set_result(None)
-            return future
+            group.finish()
+            return
         self._inbox.put_nowait(group)
-        return future
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send every batch now and wait (up to ``timeout``) until all are confirmed."""
@@ -347,7 +378,10 @@ class DeliveryThread:
                     group = self._inbox.get_nowait()
                 except queue.Empty:
                     group = None
-            batcher.send_lingering(time.monotonic())
+            if self._eager and batcher.open and output.in_flight < EAGER_IN_FLIGHT:
+                batcher.send_all()
+            else:
+                batcher.send_lingering(time.monotonic())
             output.end_round()
             with self._lock:
                 requests, self._flush_requests = self._flush_requests, []
@@ -361,12 +395,11 @@ class DeliveryThread:
 
     def _batch(self, batcher: Batcher, group: _Group) -> None:
         rows = group.rows
-        future = group.future
-        self._waiting.add(future)
+        self._waiting.add(group)
 
         def done() -> None:
-            self._waiting.discard(future)
-            future.set_result(None)
+            self._waiting.discard(group)
+            group.finish()
 
         receipt = Receipt(on_done=done, sealed=False)
         keys = [routing_key(row[ROW_SERVICE], row[ROW_LEVEL]) for row in rows]
@@ -374,16 +407,15 @@ class DeliveryThread:
         receipt.seal()
 
     def _fail_pending(self, exc: BaseException) -> None:
-        for future in list(self._waiting):
-            if not future.done():
-                future.set_exception(exc)
+        for waiting in list(self._waiting):
+            waiting.finish(exc)
         while True:
             try:
                 group = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            if group is not None and not group.future.done():
-                group.future.set_exception(exc)
+            if group is not None:
+                group.finish(exc)
         with self._lock:
             for done in self._flush_requests:
                 done.set()

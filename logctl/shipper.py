@@ -36,7 +36,7 @@ from logctl.processing import NO_PROCESSING, Processing, ProcessingOptions
 from logctl.ratelimit import TokenBucket
 from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
 from logctl.sources import FileSource, RecordShape, Source, StdinSource
-from logctl.transport import Broker, Outgoing, Publisher, declare_topology, topology_of
+from logctl.transport import Broker, Outgoing, Publisher, TopologyOnce, topology_of
 from logctl.watch import Watcher, expand
 
 if TYPE_CHECKING:
@@ -613,20 +613,21 @@ def ship(
         echo = on_dry_run
         preview = dataclasses.replace(options, linger_s=0.0)  # every round sends all it read (see EchoOutput)
         return Shipper(preview, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
+    topology = TopologyOnce()  # one declaration for the connections of files, intake and syslog
     with contextlib.ExitStack() as stack:
         if intake is not None:
             from logctl.intake import IntakeServer  # the HTTP stack loads only for --listen
 
-            server = IntakeServer(settings, intake, stop, notify).start()
+            server = IntakeServer(settings, intake, stop, notify, topology).start()
             stack.callback(_close_intake, server, options.shutdown_timeout_s, notify)
         if syslog is not None:
             from logctl.syslog_listener import SyslogServer  # asyncio and ssl load only for --syslog
 
-            listener = SyslogServer(settings, syslog, stop, notify).start()
+            listener = SyslogServer(settings, syslog, stop, notify, topology).start()
             stack.callback(_close_syslog, listener, options.shutdown_timeout_s, notify)
         stats = ShipStats()
         if options.paths:
-            stats = _ship_paths(settings, options, stop, notify, on_progress)
+            stats = _ship_paths(settings, options, stop, notify, on_progress, topology)
         else:
             while not stop():
                 time.sleep(0.2)
@@ -701,6 +702,7 @@ def _ship_paths(
     stop: Callable[[], bool],
     notify: Notify,
     on_progress: Callable[[int], None] | None,
+    topology: TopologyOnce,
 ) -> ShipStats:
     check_paths(options.paths)
     has_files = any(p != "-" for p in options.paths)
@@ -713,7 +715,7 @@ def _ship_paths(
             stack.callback(pool.close)
         broker = stack.enter_context(contextlib.closing(Broker(settings, notify)))
         broker.connect(settings.connect_retries, wait=options.follow, should_stop=stop)
-        declare_topology(broker, topology_of(settings))
+        topology.declare(broker, topology_of(settings))
 
         def make_output(confirm: Callable[[object], None]) -> Output:
             # mandatory: a batch no queue takes comes back and is held, never counted as shipped.

@@ -48,7 +48,7 @@ from logctl.parsing import LineParser
 from logctl.parsing.fields import SYSLOG_SEVERITY
 from logctl.processing import NO_PROCESSING, ProcessingOptions, processing_of
 from logctl.records import WireRow, source_prefix
-from logctl.transport import Broker, Publisher, declare_topology, topology_of
+from logctl.transport import Broker, Publisher, TopologyOnce, topology_of
 
 Notify = Callable[[str], None]
 
@@ -264,7 +264,16 @@ def udp_kernel_drops(port: int) -> int | None:
 class SyslogServer:
     """The listeners of ``--syslog``: their own broker connection, delivery thread and event loop thread."""
 
-    def __init__(self, settings: Settings, options: SyslogOptions, stop: Callable[[], bool], notify: Notify) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: SyslogOptions,
+        stop: Callable[[], bool],
+        notify: Notify,
+        topology: TopologyOnce | None = None,
+    ) -> None:
+        """``topology``: shared with the other connections of the same ship, declared once."""
+        self._topology = topology or TopologyOnce()
         if any(e.transport == "tls" for e in options.endpoints) and not (options.cert_file and options.key_file):
             raise ConfigError("--syslog tls://... needs --tls-cert-file and --tls-key-file")
         self.settings = settings
@@ -415,7 +424,7 @@ class SyslogServer:
     def _make_output(self, confirm: Callable[[object], None]) -> Output:
         broker = self.broker
         broker.connect(self.settings.connect_retries, wait=True, should_stop=self._stop)
-        declare_topology(broker, topology_of(self.settings))
+        self._topology.declare(broker, topology_of(self.settings))
         return Publisher(
             broker, self.settings.exchange, confirm, self.settings.max_in_flight, should_stop=self._stop, mandatory=True
         )

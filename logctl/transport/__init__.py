@@ -13,6 +13,7 @@ from logctl.transport.publisher import Outgoing, Publisher, republished
 from logctl.transport.reader import QueuePuller, QueueReader
 from logctl.transport.topology import (
     Topology,
+    TopologyOnce,
     bind_queue,
     declare_consumer_queue,
     declare_counter_queue,
@@ -38,6 +39,7 @@ __all__ = [
     "QueuePuller",
     "QueueReader",
     "Topology",
+    "TopologyOnce",
     "bind_queue",
     "declare_consumer_queue",
     "declare_counter_queue",

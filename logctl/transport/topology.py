@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,26 @@ def declare_topology(broker: Broker, topology: Topology) -> None:
             f"user {_user(broker)!r} may not declare {refused.what} ({refused.error.reply_text}); "
             "using the topology as it stands (--no-declare skips declaring)",
         )
+
+
+class TopologyOnce:
+    """The topology declared once for the connections of one ship (its files, intake, syslog).
+
+    Each connection declares on connecting; with one of these the first declares and the
+    others wait until it is done. Otherwise one could find the default queue declared but
+    not yet bound (a queue and its binding are two steps), skip it, and publish into the
+    alternate exchange: records confirmed, but in the unrouted queue.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+
+    def declare(self, broker: Broker, topology: Topology) -> None:
+        with self._lock:
+            if not self._done:
+                declare_topology(broker, topology)
+                self._done = True
 
 
 class _Refused(Exception):

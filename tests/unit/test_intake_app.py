@@ -29,6 +29,10 @@ class HeldDelivery:
             future.set_result(None)
         return future
 
+    def submit_then(self, rows: list[Any], done: Any) -> None:
+        """As DeliveryThread's: ``done(error)`` once the rows are confirmed."""
+        self.submit(rows).add_done_callback(lambda future: done(future.exception()))
+
 
 async def _call(app: Intake, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
     scope = {
