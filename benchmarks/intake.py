@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/intake.py                    # 64 connections, 10 s each
     .venv/bin/python benchmarks/intake.py --connections 128 --seconds 20
+    .venv/bin/python benchmarks/intake.py --listen-workers 1,2,3
 
 Both servers take the same NDJSON bodies of 16 records (POST, wrk's Lua script):
 
@@ -121,6 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--listen-workers", type=lambda text: [int(n) for n in text.split(",")], default=[1, 2],
+        help="the intake's process counts to run, e.g. 1,2 (each against the same baseline)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -131,22 +136,22 @@ def main() -> None:
     env = {**os.environ, "LOGCTL_EXCHANGE": exchange, "LOGCTL_STATE_DIR": str(workdir / "state"), "NO_COLOR": "1"}
     results = {}
 
-    port = free_port()
-    intake = subprocess.Popen(
-        [sys.executable, "-m", "logctl", "ship", "--listen", f"127.0.0.1:{port}"], env=env, cwd=ROOT,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz")
-        results["logctl ship --listen (202 = confirmed)"] = run_wrk(
-            f"http://127.0.0.1:{port}", script, args.connections, args.seconds
-        )
-    finally:
-        intake.terminate()
-        intake.wait(60)
+    accepted = 0.0
+    for workers in args.listen_workers:
+        port = free_port()
+        intake = subprocess.Popen(
+            [sys.executable, "-m", "logctl", "ship", "--listen", f"127.0.0.1:{port}", "--listen-workers", str(workers)],
+            env=env, cwd=ROOT, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        name = f"logctl ship --listen, {workers} process(es)"
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz")
+            results[name] = run_wrk(f"http://127.0.0.1:{port}", script, args.connections, args.seconds)
+        finally:
+            intake.terminate()
+            intake.wait(60)
+        accepted += (results[name]["requests"] - results[name]["non_2xx"]) * RECORDS_PER_BODY
     stored = _stored_records(env, workdir)
-    answered = results["logctl ship --listen (202 = confirmed)"]
-    accepted = (answered["requests"] - answered["non_2xx"]) * RECORDS_PER_BODY
 
     port = free_port()
     baseline = subprocess.Popen([sys.executable, "-c", BASELINE, str(port), exchange + "-naive"], cwd=ROOT)
@@ -163,14 +168,16 @@ def main() -> None:
     print(f"{args.connections} connections, {args.seconds} s each, NDJSON bodies of {RECORDS_PER_BODY} records")
     for name, f in results.items():
         print(
-            f"{name:44} {f['requests_per_s']:9,.0f} req/s {f['requests_per_s'] * RECORDS_PER_BODY:10,.0f} records/s"
+            f"{name:42} {f['requests_per_s']:9,.0f} req/s {f['requests_per_s'] * RECORDS_PER_BODY:10,.0f} records/s"
             f"  p50 {f.get('p50_ms', float('nan')):6.1f} ms  p90 {f.get('p90_ms', float('nan')):6.1f} ms"
             f"  p99 {f.get('p99_ms', float('nan')):6.1f} ms  non-2xx {f['non_2xx']:.0f}"
         )
-    names = list(results)
-    print(f"logctl / baseline: {results[names[0]]['requests_per_s'] / results[names[1]]['requests_per_s']:.2f}x")
+    baseline_rate = results["baseline: publish per request, no confirm"]["requests_per_s"]
+    for name, f in results.items():
+        if name.startswith("logctl"):
+            print(f"{name} / baseline: {f['requests_per_s'] / baseline_rate:.2f}x")
     verdict = "every 202 durable" if stored >= accepted else "RECORDS MISSING"
-    print(f"records in the broker after the intake's run: {stored:,} for {accepted:,.0f} answered 202 ({verdict})")
+    print(f"records in the broker after the intake's runs: {stored:,} for {accepted:,.0f} answered 202 ({verdict})")
 
 
 def _stored_records(env: dict[str, str], workdir: Path) -> int:

@@ -25,7 +25,7 @@ import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class IntakeOptions:
     key_file: str | None = None
     batch_size: int = 2048
     linger_s: float = 0.005  # the longest records wait to be sent while other batches are in flight
+    workers: int = 1  # processes serving the port (SO_REUSEPORT), each with its own connection
     processing: ProcessingOptions = NO_PROCESSING  # the edge options (--min-level, --drop, --redact ...)
 
 
@@ -632,12 +633,15 @@ class _Unauthorized(Exception):
 # --- running it ---------------------------------------------------------------------------------
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _listening_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """``reuse_port``: several processes listen on the port, and the kernel spreads connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
     # without it Nagle and delayed ACKs held every keep-alive answer 40 ms (measured).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -645,6 +649,20 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.listen(2048)
     return sock
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeCounts:
+    """What an intake (one process of it, or all) answered, for ship's summary."""
+
+    requests: int = 0  # answered 202/200
+    records: int = 0  # in those, each confirmed
+    refused: int = 0  # answered 4xx or 5xx
+    dropped: int = 0  # by the edge options
+    redacted: int = 0
+
+    def __add__(self, other: IntakeCounts) -> IntakeCounts:
+        return IntakeCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 class IntakeServer:
@@ -672,7 +690,7 @@ class IntakeServer:
         self.notify = notify
         self._stop = stop
         self.broker = Broker(settings, notify)
-        self._sock = _listening_socket(options.host, options.port)
+        self._sock = _listening_socket(options.host, options.port, reuse_port=options.workers > 1)
         self.port = int(self._sock.getsockname()[1])
         self.delivery = DeliveryThread(
             self._make_output,
@@ -685,7 +703,7 @@ class IntakeServer:
         self._server: Any = None
         self._thread = threading.Thread(target=self._serve, name="logctl-intake", daemon=True)
 
-    def start(self) -> IntakeServer:
+    def start(self, announce: bool = True) -> IntakeServer:
         import uvicorn
 
         config = uvicorn.Config(
@@ -700,9 +718,19 @@ class IntakeServer:
         )
         self._server = uvicorn.Server(config)
         self._thread.start()
-        scheme = "https" if self.options.cert_file else "http"
-        self.notify(f"listening on {scheme}://{self.options.host}:{self.port}/api/log")
+        if announce:
+            scheme = "https" if self.options.cert_file else "http"
+            workers = f" ({self.options.workers} processes)" if self.options.workers > 1 else ""
+            self.notify(f"listening on {scheme}://{self.options.host}:{self.port}/api/log{workers}")
         return self
+
+    @property
+    def counts(self) -> IntakeCounts:
+        intake = self.intake
+        redacted = intake.processing.redacted if intake.processing is not None else 0
+        return IntakeCounts(
+            intake.accepted_requests, intake.accepted_records, intake.refused_requests, intake.dropped_records, redacted
+        )
 
     def close(self, timeout: float) -> bool:
         """Stop taking requests (those in hand are answered), then flush: False if confirms are missing."""

@@ -40,7 +40,8 @@ from logctl.transport import Broker, Outgoing, Publisher, TopologyOnce, topology
 from logctl.watch import Watcher, expand
 
 if TYPE_CHECKING:
-    from logctl.intake import IntakeOptions, IntakeServer
+    from logctl.intake import IntakeOptions
+    from logctl.intake_pool import IntakePool
     from logctl.syslog_listener import SyslogOptions, SyslogServer
 
 Notify = Callable[[str], None]
@@ -616,9 +617,11 @@ def ship(
     topology = TopologyOnce()  # one declaration for the connections of files, intake and syslog
     with contextlib.ExitStack() as stack:
         if intake is not None:
-            from logctl.intake import IntakeServer  # the HTTP stack loads only for --listen
+            from logctl.intake_pool import IntakePool  # the HTTP stack loads only for --listen
 
-            server = IntakeServer(settings, intake, stop, notify, topology).start()
+            server = IntakePool(
+                settings, intake, stop, notify, topology, options.timezone, options.shutdown_timeout_s
+            ).start()
             stack.callback(_close_intake, server, options.shutdown_timeout_s, notify)
         if syslog is not None:
             from logctl.syslog_listener import SyslogServer  # asyncio and ssl load only for --syslog
@@ -640,12 +643,14 @@ def ship(
             if listener.processing is not None:
                 stats.redacted += listener.processing.redacted
         if intake is not None:
-            stats.http_requests = server.intake.accepted_requests
-            stats.http_records = server.intake.accepted_records
-            stats.http_refused = server.intake.refused_requests
-            stats.dropped += server.intake.dropped_records
-            if server.intake.processing is not None:
-                stats.redacted += server.intake.processing.redacted
+            counts = server.counts
+            stats.http_requests, stats.http_records, stats.http_refused = (
+                counts.requests,
+                counts.records,
+                counts.refused,
+            )
+            stats.dropped += counts.dropped
+            stats.redacted += counts.redacted
         return stats
 
 
@@ -691,7 +696,7 @@ def _close_syslog(listener: SyslogServer, timeout: float, notify: Notify) -> Non
         )
 
 
-def _close_intake(server: IntakeServer, timeout: float, notify: Notify) -> None:
+def _close_intake(server: IntakePool, timeout: float, notify: Notify) -> None:
     if not server.close(timeout):
         notify(f"the intake's last records were still unconfirmed after {timeout:g}s; their requests got no 202")
 

@@ -177,6 +177,13 @@ def ship_cmd(
             rich_help_panel="HTTP intake",
         ),
     ] = None,
+    listen_workers: Annotated[
+        int,
+        typer.Option(
+            help="--listen: processes serving the port (SO_REUSEPORT), each with its own broker connection",
+            rich_help_panel="HTTP intake",
+        ),
+    ] = 1,
     max_body_bytes: Annotated[
         str, typer.Option(help="--listen: largest request body, decompressed", rich_help_panel="HTTP intake")
     ] = "10MiB",
@@ -312,6 +319,7 @@ def ship_cmd(
             cert_file=str(tls_cert_file) if tls_cert_file else None,
             key_file=str(tls_key_file) if tls_key_file else None,
             processing=processing,
+            workers=_at_least_one(listen_workers),
         )
     syslog_options = None
     if endpoints:
@@ -424,6 +432,12 @@ def _sizes(options: ShipOptions) -> Iterator[int]:
     for path in expand([p for p in options.paths if p != "-"], options.exclude):
         with contextlib.suppress(OSError):
             yield os.path.getsize(path)
+
+
+def _at_least_one(workers: int) -> int:
+    if workers < 1:
+        raise ConfigError("--listen-workers must be 1 or more")
+    return workers
 
 
 def _positive(value: float | None, what: str) -> float | None:

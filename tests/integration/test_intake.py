@@ -292,3 +292,39 @@ def test_edge_options_apply_to_the_intake_and_its_answer_counts_what_was_dropped
     message, attrs = rows[0]
     assert message == "signup of [redacted:email]"
     assert json.loads(attrs)["contact"] == "[redacted:email]" and json.loads(attrs)["via"] == "http"
+
+
+def test_listen_workers_serve_one_port_from_several_processes_and_count_every_request(env: Env, tmp_path: Path) -> None:
+    """--listen-workers 3: connections spread over three processes (SO_REUSEPORT), each 202
+    confirmed by its own process; the summary adds them up; a kill -9 of ship takes them all."""
+    running = Listener(env, "--listen-workers", "3")
+    from tests.fault.test_ship_faults import child_pids, wait_gone
+
+    try:
+        spawned = [p for p in child_pids(running.proc.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(spawned) == 2  # ship's own process is the third (the resource tracker aside)
+
+        def one_client(start: int) -> list[int]:
+            statuses = []
+            for i in range(start, start + 100):
+                # a new connection each time, so that the kernel spreads them over the processes
+                statuses.append(post(running.base, ndjson({"message": f"line {i}"})).status)
+            return statuses
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for batch in pool.map(one_client, range(0, 800, 100)) for s in batch]
+        assert statuses == [202] * 800
+        err = running.stop()
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+    assert "http_requests=800 http_records=800" in err, err
+    numbers = sorted(int(m.split()[1]) for m in consume_all(env, tmp_path))
+    assert numbers == list(range(800))
+
+    killed = Listener(env, "--listen-workers", "2")
+    workers = child_pids(killed.proc.pid)
+    assert workers  # the worker and the resource tracker: none outlives ship
+    killed.proc.kill()
+    killed.proc.wait()
+    wait_gone(workers)

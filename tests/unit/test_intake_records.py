@@ -37,7 +37,12 @@ def test_the_record_jsons_own_keys_read_in_one_pass_as_the_general_path_reads_th
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(st.text(max_size=4), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=4), max_size=3), max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(st.text(max_size=4), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=4), max_size=3),
+        max_size=6,
+    )
+)
 def test_an_ndjson_body_as_one_array_gives_the_objects_line_by_line(objects: list[dict[str, Any]]) -> None:
     body = b"".join(orjson.dumps(o) + b"\n" for o in objects)
     line_by_line = [orjson.loads(line) for line in body.split(b"\n") if line.strip()]
