@@ -29,6 +29,7 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from logctl import metrics
@@ -195,6 +196,9 @@ def records_of_body(body: bytes, media_type: str, service: str, prefix: str) -> 
         )
     ids = id_format(prefix)
     now = micros_of(now_utc())
+    fast = _typed_rows(body, media_type, ids, now, service)
+    if fast is not None:
+        return fast
     rows: list[WireRow] = []
     bad: list[dict[str, object]] = []
     for index, value in _objects(body, media_type):
@@ -213,6 +217,77 @@ def records_of_body(body: bytes, media_type: str, service: str, prefix: str) -> 
     if not rows:
         raise BadBody(400, "the body holds no record")
     return rows
+
+
+class _Record(msgspec.Struct, forbid_unknown_fields=True):
+    """A record in the record JSON's own schema, as typed values: what most clients send."""
+
+    # UNSET, not None: a null the general path keeps in attrs, so a null is no value of these
+    message: str | msgspec.UnsetType = msgspec.UNSET
+    level: str | int | msgspec.UnsetType = msgspec.UNSET
+    service: str | msgspec.UnsetType = msgspec.UNSET
+    trace_id: str | msgspec.UnsetType = msgspec.UNSET
+    timestamp: str | int | float | msgspec.UnsetType = msgspec.UNSET
+    id: str | None = None
+    attrs: dict[str, Any] | None = None
+
+
+_decode_records = msgspec.json.Decoder(list[_Record]).decode
+
+
+def _typed_rows(body: bytes, media_type: str, ids: str, now: int, service: str) -> list[WireRow] | None:
+    """The rows of a body whose records are all plain ones of the record JSON, decoded and typed
+    in C by msgspec (parsing was a third of the intake's time per request, and this path
+    a fifth of it); None for any other body, which the general path reads and names the
+    faults of. A test holds the two to the same rows."""
+    if media_type in NDJSON_TYPES:
+        text = body.strip().replace(b"\r\n", b"\n")
+        lines = text.count(b"\n") + 1
+        if text[:1] != b"{" or text[-1:] != b"}" or text.count(b"}\n{") != lines - 1:
+            return None
+        text = b"[" + text.replace(b"}\n{", b"},{") + b"]"
+    elif body[:1] == b"[":
+        text, lines = body, -1
+    else:
+        return None
+    try:
+        records = _decode_records(text)
+    except msgspec.DecodeError:  # a ValidationError too: another key, or a value of another type
+        return None
+    if not records or (lines >= 0 and len(records) != lines):
+        return None
+    rows: list[WireRow] = []
+    for index, record in enumerate(records):
+        row = _typed_row(record, ids % index, now, service)
+        if row is None:
+            return None
+        rows.append(row)
+    return rows
+
+
+def _typed_row(record: _Record, default_id: str, now: int, service: str) -> WireRow | None:
+    """One row as ``_row`` makes it, or None where ``_row`` would do more (an error, or a value kept in attrs)."""
+    unset = msgspec.UNSET
+    message = record.message
+    if message is unset or not message:
+        return None
+    level = Level.INFO if record.level is unset else level_from_value(record.level, "level")
+    micros = now if record.timestamp is unset else micros_from_value(record.timestamp)
+    trace_id = None if record.trace_id is unset else trace_from_value("trace_id", record.trace_id)
+    name = None if record.service is unset else record.service
+    if level is None or micros is None or (record.trace_id is not unset and trace_id is None):
+        return None
+    if name is not None and (not name or name[0].isdigit()):  # kept in attrs by the parser: the general path
+        return None
+    return [
+        record.id or default_id,
+        micros,
+        level,
+        name or service,
+        message,
+        trace_id,
+        dict(record.attrs) if record.attrs is not None else {},
+    ]
 
 
 def _schema_error(obj: dict[str, Any]) -> str | None:

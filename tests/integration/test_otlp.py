@@ -158,7 +158,11 @@ def test_an_export_while_the_broker_is_away_is_answered_503_with_retry_after(env
     proc = start_logctl(["ship", "--listen", "127.0.0.1:0"], away, text=True)
     try:
         assert proc.stderr is not None
-        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/api/log", proc.stderr.readline())
+        found = None
+        for _ in range(20):  # notices of the connection attempts may come first
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)/api/log", proc.stderr.readline())
+            if found:
+                break
         assert found
         body = json_export({"body": {"stringValue": "x"}})
         status, answer, headers = post(f"{found.group(1)}/v1/logs", body, "application/json")

@@ -231,3 +231,28 @@ def test_structured_data_into_attrs() -> None:
         "b": {"x": "]"},
     }
     assert structured_data("[nope") is None
+
+
+def test_connections_over_the_limit_are_refused_with_a_line_and_the_others_go_on(env: Env, tmp_path: Path) -> None:
+    settings = resolve({}, dict(env), None)
+    notices: list[str] = []
+    options = SyslogOptions((parse_endpoint("tcp://127.0.0.1:0"),), max_connections=2)
+    server = SyslogServer(settings, options, lambda: False, notices.append).start()
+    port = server.bound[0].port
+    first, second = (socket.create_connection(("127.0.0.1", port)) for _ in range(2))
+    try:
+        first.sendall(b"<14>1 - - c - - - line 0\n")
+        second.sendall(b"<14>1 - - c - - - line 1\n")
+        time.sleep(0.3)  # both are being served before the third comes
+        third = socket.create_connection(("127.0.0.1", port))
+        assert _closed_by_server(third)
+        third.close()
+        first.sendall(b"<14>1 - - c - - - line 2\n")
+        time.sleep(0.3)
+    finally:
+        first.close()
+        second.close()
+        assert server.close(30)
+    assert server.stats.refused_connections == 1
+    assert any("2 connections are open already" in n for n in notices), notices
+    assert sorted(m for m, *_ in stored(env, tmp_path)) == ["line 0", "line 1", "line 2"]
