@@ -34,7 +34,7 @@ from logctl.parsing.formats import DETECT, ParseOptions, set_timezone
 from logctl.parsing.layout import with_layout
 from logctl.processing import NO_PROCESSING, Processing, ProcessingOptions
 from logctl.ratelimit import TokenBucket
-from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key
+from logctl.records import ROW_ID, ROW_LEVEL, ROW_SERVICE, WireRow, routing_key, routing_word
 from logctl.sources import FileSource, RecordShape, Source, StdinSource
 from logctl.transport import Broker, Outgoing, Publisher, TopologyOnce, topology_of
 from logctl.watch import Watcher, expand
@@ -614,7 +614,10 @@ def ship(
         echo = on_dry_run
         preview = dataclasses.replace(options, linger_s=0.0)  # every round sends all it read (see EchoOutput)
         return Shipper(preview, lambda confirm: EchoOutput(confirm, echo), None, notify).run(stop)
-    topology = TopologyOnce()  # one declaration for the connections of files, intake and syslog
+    # One declaration for the connections of files, intake and syslog; with files, a marker
+    # in the state dir lets the next ship finish a declaration a kill cut off.
+    has_files = any(p != "-" for p in options.paths)
+    topology = TopologyOnce(settings.state_dir / f"declaring-{routing_word(settings.exchange)}" if has_files else None)
     with contextlib.ExitStack() as stack:
         if intake is not None:
             from logctl.intake_pool import IntakePool  # the HTTP stack loads only for --listen

@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,7 +63,7 @@ def _channel(broker: Broker) -> Iterator[Any]:
                 channel.close()
 
 
-def declare_topology(broker: Broker, topology: Topology) -> None:
+def declare_topology(broker: Broker, topology: Topology, *, rebind_default: bool = False) -> None:
     """Make sure the main exchange exists, declaring logctl's topology where it may.
 
     With ``settings.declare`` off nothing is declared: the exchange is checked passively.
@@ -75,7 +76,7 @@ def declare_topology(broker: Broker, topology: Topology) -> None:
         require_exchange(broker, topology.exchange)
         return
     try:
-        _declare_all(broker, topology)
+        _declare_all(broker, topology, rebind_default)
     except _Refused as refused:
         if not exchange_exists(broker, topology.exchange):
             raise translate(refused.error, broker.url) from refused.error
@@ -93,17 +94,32 @@ class TopologyOnce:
     others wait until it is done. Otherwise one could find the default queue declared but
     not yet bound (a queue and its binding are two steps), skip it, and publish into the
     alternate exchange: records confirmed, but in the unrouted queue.
+
+    ``marker`` (a file in ship's state dir) closes the same gap across a kill: it exists
+    while ship declares, so a ship killed between declaring the default queue and binding
+    it leaves it behind, and the next ship of that state dir binds the queue again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, marker: Path | None = None) -> None:
         self._lock = threading.Lock()
         self._done = False
+        self._marker = marker
 
     def declare(self, broker: Broker, topology: Topology) -> None:
         with self._lock:
-            if not self._done:
-                declare_topology(broker, topology)
-                self._done = True
+            if self._done:
+                return
+            marker = self._marker
+            interrupted = marker is not None and marker.exists()
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.write_text(f"declaring {topology.exchange}\n")
+            declare_topology(broker, topology, rebind_default=interrupted)
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    marker.unlink(missing_ok=True)
+            self._done = True
 
 
 class _Refused(Exception):
@@ -113,7 +129,7 @@ class _Refused(Exception):
         self.error = error
 
 
-def _declare_all(broker: Broker, topology: Topology) -> None:
+def _declare_all(broker: Broker, topology: Topology, rebind_default: bool = False) -> None:
     quorum = {"x-queue-type": "quorum"}
     unrouted = kombu.Exchange(topology.unrouted_exchange, "fanout", durable=True)
     _use_or_declare(broker, f"exchange {unrouted.name!r}", unrouted.declare)
@@ -140,6 +156,9 @@ def _declare_all(broker: Broker, topology: Topology) -> None:
     if topology.default_queue and not queue_exists(broker, topology.default_queue):
         with _refusable(f"queue {topology.default_queue!r}"):
             declare_consumer_queue(broker, topology, topology.default_queue, ("#",))
+    elif topology.default_queue and rebind_default:  # an earlier declaration was cut off (TopologyOnce)
+        with _refusable(f"queue {topology.default_queue!r}"):
+            bind_queue(broker, topology.default_queue, topology.exchange, "#")
 
 
 def _use_or_declare(

@@ -20,10 +20,11 @@ from tests.integration.test_intake import Listener, ndjson, post
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])  # --listen-workers 2: each process its own connection
 def test_broker_stopped_mid_load_every_202_is_stored_once(
-    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path
+    own_env: Env, own_broker: RabbitMqExecutor, tmp_path: Path, workers: str
 ) -> None:
-    listener = Listener(own_env)
+    listener = Listener(own_env, "--listen-workers", workers)
     statuses: Counter[int] = Counter()
     retry_after: list[str] = []
     lock = threading.Lock()

@@ -417,3 +417,37 @@ def test_compressed_rotations_are_read_once_by_content_renamed_or_killed_and_bin
     assert again.returncode == 0, again.stderr
     assert "records=0" in again.stderr and "compressed, reading" not in again.stderr, again.stderr
     assert_exactly_once(shipped_numbers(env, tmp_path), expected)
+
+
+def test_a_ship_killed_between_declaring_the_default_queue_and_binding_it_is_finished_by_the_next(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state a kill -9 in the first second of a first run can leave: the default queue
+    declared, not bound, so that every record would go to the unrouted queue for good."""
+    from logctl.config import resolve
+    from logctl.records import routing_word
+    from logctl.transport import Broker, TopologyOnce, topology, topology_of
+
+    settings = resolve({}, dict(env), None)
+    real = topology.declare_consumer_queue
+
+    def killed_before_binding(broker: Broker, topo: topology.Topology, queue: str, _patterns: object) -> None:
+        real(broker, topo, queue, ())  # declared, bound by nothing
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(topology, "declare_consumer_queue", killed_before_binding)
+    marker = env.state_dir / f"declaring-{routing_word(env.exchange)}"
+    broker = Broker(settings, lambda _m: None)
+    broker.connect(0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            TopologyOnce(marker).declare(broker, topology_of(settings))
+    finally:
+        broker.close()
+    assert marker.exists()
+    log = tmp_path / "app.log"
+    log.write_text(numbered(0, 100))
+    result = run_logctl(["ship", "--no-follow", str(log)], env)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert_exactly_once(shipped_numbers(env, tmp_path), 100)  # in the default queue, not the unrouted one
