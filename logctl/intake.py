@@ -40,7 +40,7 @@ from logctl.errors import ConfigError
 from logctl.parsing.fields import Parsed, level_from_value, micros_from_value, parsed_from_mapping, trace_from_value
 from logctl.processing import NO_PROCESSING, ProcessingOptions, processing_of
 from logctl.records import Level, WireRow, id_format, micros_of, now_utc, source_prefix
-from logctl.transport import Broker, Publisher, TopologyOnce, topology_of
+from logctl.transport import Broker, TopologyOnce, open_publisher
 
 Notify = Callable[[str], None]
 JSON_TYPES = frozenset({"application/json", "text/json"})
@@ -468,15 +468,23 @@ class Intake:
     async def _not_allowed(self, _request: Any) -> Any:  # never called: POSTs are taken in __call__
         raise AssertionError("unreachable")
 
+    async def _admitted(self, request: _Request) -> tuple[str | None, bytes]:
+        """What every POST route checks first: the token, the broker, the body and its room.
+
+        Returns the token's name and the body; _Unauthorized, _Retry or BadBody otherwise.
+        """
+        token_name = self._authorized(request.headers.get("authorization", ""))
+        reason = self._not_ready()
+        if reason is not None:
+            raise _Retry(503, reason, RETRY_BROKER_S)
+        body = await self._read_body(request)
+        if self.inflight_bytes + len(body) > self.options.max_inflight_bytes:
+            raise _Retry(429, "too many records await the broker's confirms", RETRY_BUSY_S)
+        return token_name, body
+
     async def _post_log(self, request: _Request) -> _Answer:
         try:
-            token_name = self._authorized(request.headers.get("authorization", ""))
-            reason = self._not_ready()
-            if reason is not None:
-                raise _Retry(503, reason, RETRY_BROKER_S)
-            body = await self._read_body(request)
-            if self.inflight_bytes + len(body) > self.options.max_inflight_bytes:
-                raise _Retry(429, "too many records await the broker's confirms", RETRY_BUSY_S)
+            token_name, body = await self._admitted(request)
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             service = request.headers.get(SERVICE_HEADER) or self.options.service or token_name or "http"
             prefix = request_prefix(request.headers.get("idempotency-key"), token_name or "")
@@ -525,13 +533,7 @@ class Intake:
         if media_type not in (PROTOBUF_TYPE, JSON_TYPE):
             return status(415, f"Content-Type {media_type or 'none'!r}: use application/x-protobuf or application/json")
         try:
-            token_name = self._authorized(request.headers.get("authorization", ""))
-            reason = self._not_ready()
-            if reason is not None:
-                raise _Retry(503, reason, RETRY_BROKER_S)
-            body = await self._read_body(request)
-            if self.inflight_bytes + len(body) > self.options.max_inflight_bytes:
-                raise _Retry(429, "too many records await the broker's confirms", RETRY_BUSY_S)
+            token_name, body = await self._admitted(request)
             service = self.options.service or token_name or "otlp"
             found, rejected, why = rows_of_export(body, media_type, service, export_prefix(body, token_name or ""))
             rows, _dropped = self._processed(found)
@@ -823,12 +825,7 @@ class IntakeServer:
 
     def _make_output(self, confirm: Callable[[object], None]) -> Output:
         """Connect (waiting for the broker, so that the intake answers 503 meanwhile) and publish."""
-        broker = self.broker
-        broker.connect(self.settings.connect_retries, wait=True, should_stop=self._stop)
-        self._topology.declare(broker, topology_of(self.settings))
-        return Publisher(
-            broker, self.settings.exchange, confirm, self.settings.max_in_flight, should_stop=self._stop, mandatory=True
-        )
+        return open_publisher(self.broker, self._topology, confirm, self._stop)  # type: ignore[no-any-return]
 
     def _broker_state(self) -> str | None:
         if not self.broker.connected:

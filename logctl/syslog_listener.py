@@ -48,7 +48,7 @@ from logctl.parsing import LineParser
 from logctl.parsing.fields import SYSLOG_SEVERITY
 from logctl.processing import NO_PROCESSING, ProcessingOptions, processing_of
 from logctl.records import WireRow, source_prefix
-from logctl.transport import Broker, Publisher, TopologyOnce, topology_of
+from logctl.transport import Broker, TopologyOnce, open_publisher
 
 Notify = Callable[[str], None]
 
@@ -422,12 +422,7 @@ class SyslogServer:
             return
 
     def _make_output(self, confirm: Callable[[object], None]) -> Output:
-        broker = self.broker
-        broker.connect(self.settings.connect_retries, wait=True, should_stop=self._stop)
-        self._topology.declare(broker, topology_of(self.settings))
-        return Publisher(
-            broker, self.settings.exchange, confirm, self.settings.max_in_flight, should_stop=self._stop, mandatory=True
-        )
+        return open_publisher(self.broker, self._topology, confirm, self._stop)  # type: ignore[no-any-return]
 
 
 class _Datagrams(asyncio.DatagramProtocol):

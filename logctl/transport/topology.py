@@ -122,6 +122,19 @@ class TopologyOnce:
             self._done = True
 
 
+def open_publisher(
+    broker: Broker, topology: TopologyOnce, confirm: Callable[[object], None], stop: Callable[[], bool]
+) -> Any:
+    """Connect (waiting for the broker), declare (once per ship) and make a mandatory Publisher:
+    a delivery thread's output, as the intake and the syslog listener make it."""
+    from logctl.transport.publisher import Publisher
+
+    settings = broker.settings
+    broker.connect(settings.connect_retries, wait=True, should_stop=stop)
+    topology.declare(broker, topology_of(settings))
+    return Publisher(broker, settings.exchange, confirm, settings.max_in_flight, should_stop=stop, mandatory=True)
+
+
 class _Refused(Exception):
     def __init__(self, what: str, error: amqp.exceptions.AccessRefused) -> None:
         super().__init__(what)
