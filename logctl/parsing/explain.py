@@ -105,7 +105,10 @@ def why_of(line: str, parsed: Parsed | None, parser: LineParser) -> tuple[str, s
     if name.startswith("cri/"):
         return name, f"CRI container line (time, stream, F/P); the line inside is {name[4:]}"
     if name == "header":
-        return name, "no known format; the generic header reader found a time at its start (and the level after it)"
+        return name, (
+            "no known format; the generic header reader found a time near its start"
+            " (and a level among its header tokens)"
+        )
     if name.startswith("docker/"):
         return name, f"Docker json-file wrapper; the line inside 'log' is {name[7:]}"
     return name, _text_why(line, name)

@@ -128,5 +128,5 @@ def zone_of(name: str) -> tzinfo:
 def set_timezone(name: str | None) -> None:
     """Read zone-less stamps as written in ``name`` (None or "": UTC), in this process."""
     fields.set_local_zone(None if not name else zone_of(name))
-    for cached in (text._micros_dmy, text._micros_without_year_on, text._micros_clf):
+    for cached in (text.micros_dmy, text._micros_without_year_on, text._micros_clf):
         cached.cache_clear()  # they hold times worked out in the zone before

@@ -22,6 +22,7 @@ from logctl.parsing.fields import (
     micros_from_iso,
     month_number,
 )
+from logctl.parsing.tokens import header_level
 from logctl.records import Level, micros_of
 
 
@@ -36,7 +37,7 @@ class TextFormat:
 
 # Formats with whole-second stamps repeat each stamp on every line of a busy second.
 @functools.lru_cache(maxsize=4096)
-def _micros_dmy(day: str, month: str, year: str, clock: str, offset: str | None = None) -> int | None:
+def micros_dmy(day: str, month: str, year: str, clock: str, offset: str | None = None) -> int | None:
     """Return the time of day/month-name/year parts (access, Redis and Apache logs), in microseconds."""
     number = month_number(month)
     if number is None:
@@ -47,7 +48,7 @@ def _micros_dmy(day: str, month: str, year: str, clock: str, offset: str | None 
     return micros_from_iso(iso)
 
 
-def _micros_without_year(month: str, day: str, clock: str) -> int | None:
+def micros_without_year(month: str, day: str, clock: str) -> int | None:
     """Return the time of an RFC 3164 stamp (no year: this year, or last year if that is the future)."""
     return _micros_without_year_on(month, day, clock, int(time.time() // 86400))
 
@@ -63,13 +64,13 @@ def _micros_without_year_on(month: str, day: str, clock: str, _today: int) -> in
 
 def micros_without_year_at(month: str, day: str, clock: str, now: datetime) -> int | None:
     """The year of a stamp without one, seen at ``now``: this year, or last if that is 2+ days ahead."""
-    micros = _micros_dmy(day, month, str(now.year), clock)
+    micros = micros_dmy(day, month, str(now.year), clock)
     if micros is not None and micros - micros_of(now) >= _TWO_DAYS:
-        return _micros_dmy(day, month, str(now.year - 1), clock)  # None for Feb 29 then
+        return micros_dmy(day, month, str(now.year - 1), clock)  # None for Feb 29 then
     return micros
 
 
-def _micros_of_day(clock: str) -> int | None:
+def micros_of_day(clock: str) -> int | None:
     """Return today's date (UTC) at ``clock`` (logback's default pattern writes no date)."""
     return micros_from_iso(f"{datetime.now(UTC).date().isoformat()}T{clock.replace(',', '.')}")
 
@@ -151,6 +152,8 @@ _check_groups(_RFC3164, "pri", "mon", "day", "clock", "host", "app", "pid", "msg
 
 def _build_3164(m: re.Match[str]) -> Parsed | None:
     pri, mon, day, clock, host, app, pid, msg = m.groups()
+    if host.endswith(":"):  # "Dec 03 10:00:00 imap-login: Info: ...": no host, so no syslog line
+        return None
     attrs: dict[str, object] = {}
     if host != "-":
         attrs["host"] = host
@@ -159,7 +162,7 @@ def _build_3164(m: re.Match[str]) -> Parsed | None:
     level = _pri(pri, attrs)
     if level is None and ": " in msg[:10]:
         level = _level_said(msg)
-    return Parsed(msg, level, _micros_without_year(mon, day, clock), app, None, attrs)
+    return Parsed(msg, level, micros_without_year(mon, day, clock), app, None, attrs)
 
 
 # What a syslog message without a PRI says of itself: "warning: ...", "error: ..." (Postfix,
@@ -202,7 +205,7 @@ _check_groups(
 @functools.lru_cache(maxsize=4096)
 def _micros_clf(day: str, month: str, year: str, clock: str, tz: str) -> int | None:
     """Return the time of a common-log-format stamp (``27/Nov/2026:11:32:10 +0000``), in microseconds."""
-    return _micros_dmy(day, month, year, clock, f"{tz[:3]}:{tz[3:]}")
+    return micros_dmy(day, month, year, clock, f"{tz[:3]}:{tz[3:]}")
 
 
 def _build_access(m: re.Match[str]) -> Parsed | None:
@@ -242,7 +245,7 @@ _APACHE_ERROR = re.compile(
 
 
 def _build_apache_error(m: re.Match[str]) -> Parsed | None:
-    ts = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    ts = micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
     attrs: dict[str, object] = {}
     for key in ("module", "pid", "client"):
         if m.group(key):
@@ -283,7 +286,7 @@ _REDIS_LEVEL = {".": Level.DEBUG, "-": Level.DEBUG, "*": Level.INFO, "#": Level.
 
 
 def _build_redis(m: re.Match[str]) -> Parsed | None:
-    ts = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    ts = micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
     attrs: dict[str, object] = {"pid": int(m.group("pid")), "role": m.group("role")}
     return Parsed(m.group("msg"), _REDIS_LEVEL[m.group("mark")], ts, None, None, attrs)
 
@@ -364,7 +367,7 @@ _SPRING = re.compile(r"(?P<pid>\d+) --- \[\s*(?P<thread>[^\]]*)\] (?P<logger>\S+
 
 def _text_micros(ts: str | None, clock: str | None) -> int | None:
     if clock:  # _TS's group ts holds the clock too when only a time of day is written
-        return _micros_of_day(clock)
+        return micros_of_day(clock)
     assert ts is not None  # the regex matched one of the two
     if "/" in ts or " Z" in ts:
         ts = ts.replace("/", "-").replace(" Z", "Z")
@@ -392,6 +395,8 @@ def _build_ts_level(m: re.Match[str]) -> Parsed | None:
     attrs: dict[str, object] = {}
     if pre and ": " in pre:
         return None  # a sentence that names a level ("http: TLS handshake error"): Go's log, no level
+    if pre and word.islower() and any(part.isalpha() and part.islower() for part in pre.split()):
+        return None  # "request failed with error 502": words of a message, not a header's logger or thread
     pre = pre.strip(" -|:")
     if pre:
         if pre.startswith("[") and pre.endswith("]"):
@@ -411,7 +416,11 @@ def _build_nlog(m: re.Match[str]) -> Parsed | None:
 
 def _build_ts_only(m: re.Match[str]) -> Parsed | None:
     ts = _text_micros(m.group("ts"), m.group("clock"))
-    return None if ts is None else Parsed(m.group("msg"), None, ts, None, None, {})
+    if ts is None:
+        return None
+    message = m.group("msg")
+    level, rest = header_level(message)  # a level among the header's other parts: W!, [main] WARN
+    return Parsed(rest if level else message, level, ts, None, None, {})
 
 
 # After the level, a thread and the time: Cassandra's "INFO  [main] 2026-11-27 11:32:10,123 ...".
@@ -462,7 +471,7 @@ def _build_bracket_ts(m: re.Match[str]) -> Parsed | None:
     ts, day, mon, year, clock, _zone, inlevel, target, rest = m.groups()
     micros = _text_micros(ts.replace(",", ".").replace(" +", "+").replace(" -", "-"), None) if ts else None
     if not ts:
-        micros = _micros_dmy(day, mon, year, clock)
+        micros = micros_dmy(day, mon, year, clock)
     if micros is None:
         return None
     attrs: dict[str, object] = {}
@@ -486,7 +495,10 @@ def _build_bracket_ts(m: re.Match[str]) -> Parsed | None:
         return Parsed(rest, level_from_http_status(status), micros, None, None, attrs)
     leading = _LEVEL_FIRST.match(rest)  # PHP's "PHP Fatal error:  ..."
     first = _build_level_first(leading) if leading is not None else None
-    return Parsed(rest, first.level if first is not None else None, micros, None, None, attrs)
+    if first is not None:
+        return Parsed(rest, first.level, micros, None, None, attrs)
+    level, message = header_level(rest)  # among the header's other parts: [main/WARN], kid1| ERROR:
+    return Parsed(message if level else rest, level, micros, None, None, attrs)
 
 
 _check_groups(_BRACKET_TS, "ts", "day", "mon", "year", "clock", "zone", "inlevel", "target", "rest")
@@ -501,7 +513,7 @@ def _build_bracket_clock(m: re.Match[str]) -> Parsed | None:
     level = level_from_word(m.group("level"))
     if level is None:
         return None
-    return Parsed(m.group("msg"), level, _micros_of_day(m.group("clock")), None, None, {})
+    return Parsed(m.group("msg"), level, micros_of_day(m.group("clock")), None, None, {})
 
 
 # "27-Nov-2026 11:32:10.123 INFO [main] ...": Tomcat's OneLineFormatter.
@@ -514,7 +526,7 @@ _DMY_LEVEL = re.compile(
 
 def _build_dmy_level(m: re.Match[str]) -> Parsed | None:
     level = level_from_word(m.group("level"))
-    micros = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
+    micros = micros_dmy(m.group("day"), m.group("mon"), m.group("year"), m.group("clock"))
     if level is None or micros is None:
         return None
     attrs: dict[str, object] = {"thread": m.group("thread")} if m.group("thread") else {}
@@ -531,7 +543,7 @@ _JUL_HEADER = re.compile(
 
 def _build_jul_header(m: re.Match[str]) -> Parsed | None:
     hour = int(m.group("hour")) % 12 + (12 if m.group("ampm") == "PM" else 0)
-    micros = _micros_dmy(m.group("day"), m.group("mon"), m.group("year"), f"{hour:02d}:{m.group('rest')}")
+    micros = micros_dmy(m.group("day"), m.group("mon"), m.group("year"), f"{hour:02d}:{m.group('rest')}")
     if micros is None:
         return None
     return Parsed(m.string, None, micros, None, None, {"source": m.group("source")}, awaits_level=True)

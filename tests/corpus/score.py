@@ -18,7 +18,11 @@ from logctl.parsing.layout import LEARN_BYTES, with_layout
 from logctl.records import LogRecord
 
 CORPUS = Path(__file__).resolve().parent
-HELD_OUT = CORPUS.parent / "heldout"  # formats the parser is never tuned on: a measure of generalisation
+# Formats the parser was not tuned on when they were written: a measure of generalisation.
+# The first set's misses were what the header reader was then improved against, which made
+# it a tuning set; the second was written and scored before that (tests/heldout2/README.md).
+HELD_OUT = CORPUS.parent / "heldout"
+HELD_OUT_2 = CORPUS.parent / "heldout2"
 DEFAULT_SERVICE = "corpus"
 FIELDS = ("level", "timestamp", "service", "trace_id", "grouping")
 _EXPECT = re.compile(r">>> level=(\S+) ts=(\S+) service=(\S+) trace=(\S+)\s*$")

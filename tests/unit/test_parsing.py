@@ -361,3 +361,72 @@ def test_the_header_reader_takes_no_line_without_a_time_so_traces_stay_whole() -
     first, second = parse_text(text, "0123456789abcdef", "file")
     assert first.message == "request failed\nCaused by: java.lang.Error: boom\n\tat com.example.Main.main(Main.java:5)"
     assert (first.level.value, second.message) == ("ERROR", "next")
+
+
+# The header reader's shapes and level spellings, on lines of no known format (issue 24, item 1).
+HEADER_SHAPES = [
+    # stamps
+    ("Thu Dec  3 10:00:00 2026 link up", "INFO", "2026-12-03T10:00:00.000"),
+    ("Thu Dec  3 10:00:00 UTC 2026 link up", "INFO", "2026-12-03T10:00:00.000"),
+    ("Thu, 03 Dec 2026 10:00:00 +0200 link up", "INFO", "2026-12-03T08:00:00.000"),
+    ("03-Dec-2026 10:00:00.123 resolver: error: timed out", "ERROR", "2026-12-03T10:00:00.123"),
+    ("E [03/Dec/2026:10:00:00 +0000] printer on fire", "ERROR", "2026-12-03T10:00:00.000"),
+    ("[1796292000123] cache: warning: nearly full", "WARN", "2026-12-03T10:00:00.123"),
+    ("1796292000123456789 job done", "INFO", "2026-12-03T10:00:00.123"),
+    # levels
+    ("2026-12-03T10:00:00Z W! [outputs.x] buffer full", "WARN", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00.000 [ 42 ] {a1b2} <Warning> Pool: slow", "WARN", "2026-12-03T10:00:00.000"),
+    ("[2026-12-03 10:00:00,000: ERROR/Worker-1] task failed", "ERROR", "2026-12-03T10:00:00.000"),
+    ("[2026-12-03 10:00:00] [worker thread/WARN]: lagging", "WARN", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 app.db.pool [1234]: CRITICAL pool gone", "FATAL", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 [main] {Runner.java:12} DEBUG starting", "DEBUG", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 pid=12 tid=x7 WARN: slow", "WARN", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 kid1| ERROR: no ports", "ERROR", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 [E] disk gone", "ERROR", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 [FATAL] out of memory", "FATAL", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 level=warn retrying", "WARN", "2026-12-03T10:00:00.000"),
+    ("2026-12-03 10:00:00 daemon[77]: err: no config", "ERROR", "2026-12-03T10:00:00.000"),
+]
+
+
+@pytest.mark.parametrize("line,level,stamp", HEADER_SHAPES)
+def test_the_header_reader_finds_the_time_in_its_shapes_and_the_level_among_the_header_tokens(
+    line: str, level: str, stamp: str
+) -> None:
+    (record,) = parse_text(line + "\n", "0123456789abcdef", "file")
+    assert record.level.value == level
+    assert record.timestamp.isoformat(timespec="milliseconds").startswith(stamp)
+    assert "logctl.read_time" not in record.attrs
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "user alice logged in at 2026-12-03 10:00:00 from 10.0.0.7",  # a time inside a message
+        "the job ran on Thu Dec  3 10:00:00 2026 and failed",
+        "A 10:00:00 meeting",  # a letter that is not a level before a clock
+    ],
+)
+def test_a_time_after_a_message_has_begun_makes_no_header(line: str) -> None:
+    (record,) = parse_text(line + "\n", "0123456789abcdef", "file")
+    assert record.message == line
+    assert "logctl.read_time" in record.attrs
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("2026-12-03 10:00:00 request failed with error 502", "request failed with error 502"),
+        ("2026-12-03 10:00:00 A request for /health", "A request for /health"),
+        ("2026-12-03 10:00:00 I think so", "I think so"),
+    ],
+)
+def test_a_level_word_inside_the_message_is_not_the_records_level(line: str, message: str) -> None:
+    (record,) = parse_text(line + "\n", "0123456789abcdef", "file")
+    assert (record.level.value, record.message) == ("INFO", message)
+
+
+def test_a_time_of_day_alone_counts_only_at_the_start_of_a_line_and_takes_the_day_it_is_read() -> None:
+    (record,) = parse_text("[10:00:00] [main/WARN]: slow tick\n", "0123456789abcdef", "file")
+    assert record.level.value == "WARN" and record.message == "slow tick"
+    assert record.timestamp.date() == datetime.now(UTC).date() and record.timestamp.hour == 10
