@@ -67,14 +67,14 @@ _STAMP = re.compile(
 # tenth), and an epoch only in the first characters of a line that starts like one.
 _CLOCK_MINUTES = re.compile(r":[0-9][0-9]:")
 _BEFORE_CLOCK = 19  # "Thu, 03 Dec 2026 10" is the longest shape before its first ':'
-_EPOCH_REACH = 40
+_LONGEST_STAMP = 48  # "Thu, 03 Dec 2026 10:00:00.123456789 +0000" and the mark after it
 # What may stand before the time: each a prefix token, with the spaces after it.
 _PREFIX = re.compile(
     r"""
     \s*(?:
         <(?P<pri>\d{1,3})>
       | \[(?P<pid>\d{1,10})\]
-      | \[(?P<tag>[^\]\s]{1,24})\]
+      | \[[^\]\s]{1,24}\]  # a tag: [ABCDE]
       | (?P<program>[A-Za-z][\w.-]{0,63})(?:\[(?P<ppid>\d{1,10})\])?(?P<label>:)?
     )\s*
     """,
@@ -112,12 +112,18 @@ def read_header(line: str) -> Parsed | None:
 
 
 def _find_stamp(line: str) -> re.Match[str] | None:
+    """The first stamp that starts within _REACH: searched up to _REACH + _LONGEST_STAMP,
+    as a tighter end would cut a stamp that runs past _REACH (its fraction or zone read
+    short), and none would scan all of a long line."""
+    end = _REACH + _LONGEST_STAMP
     minutes = _CLOCK_MINUTES.search(line, 0, _REACH + 24)
     if minutes is not None:
-        return _STAMP.search(line, max(0, minutes.start() - _BEFORE_CLOCK), _REACH)
-    if line[:1].isdigit() or line[:1] in "[<":
-        return _STAMP.search(line, 0, _EPOCH_REACH)
-    return None
+        stamp = _STAMP.search(line, max(0, minutes.start() - _BEFORE_CLOCK), end)
+    elif line[:1].isdigit() or line[:1] in "[<":
+        stamp = _STAMP.search(line, 0, end)
+    else:
+        return None
+    return stamp if stamp is not None and stamp.start() <= _REACH else None
 
 
 # pid, pri, program, the level of a level letter, whether the program was a label

@@ -430,3 +430,10 @@ def test_a_time_of_day_alone_counts_only_at_the_start_of_a_line_and_takes_the_da
     (record,) = parse_text("[10:00:00] [main/WARN]: slow tick\n", "0123456789abcdef", "file")
     assert record.level.value == "WARN" and record.message == "slow tick"
     assert record.timestamp.date() == datetime.now(UTC).date() and record.timestamp.hour == 10
+
+
+def test_a_stamp_that_ends_past_the_readers_reach_is_read_whole() -> None:
+    program = "a-program-with-a-very-long-name-of-forty-nine-ch"
+    (record,) = parse_text(f"{program} 2026-12-03 10:00:00.123456+02:00 [W] late\n", "0123456789abcdef", "file")
+    assert record.timestamp.isoformat() == "2026-12-03T08:00:00.123456+00:00"
+    assert (record.level.value, record.service) == ("WARN", program)
